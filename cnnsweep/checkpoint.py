@@ -1,0 +1,102 @@
+"""Checkpoints: a directory holding `checkpoint.pt` (plain containers only) and `config.yaml`.
+
+Saving is atomic (write a temp file, fsync, `os.replace`), so a crash mid-write leaves the previous
+file intact. Loading uses `torch.load(weights_only=True)`: a checkpoint from someone else cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or not a cnnsweep checkpoint."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half
+
+
+def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
+    """Write `state` (config, model, optimizer, scheduler, scaler, epoch, preprocess, ...) to `directory`."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    _atomic_write(d / CHECKPOINT_FILE, lambda f: torch.save(state, f))
+    if "config" in state:
+        text = yaml.safe_dump(state["config"], sort_keys=False).encode()
+        _atomic_write(d / CONFIG_FILE, lambda f: f.write(text))
+    if "metrics" in state:
+        text = json.dumps(state["metrics"], indent=2, sort_keys=True).encode()
+        _atomic_write(d / METRICS_FILE, lambda f: f.write(text))
+    return d
+
+
+def find_checkpoint_file(path: str | Path) -> Path:
+    """Accept a checkpoint file, a checkpoint directory, or a run directory with checkpoints inside."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if (p / CHECKPOINT_FILE).is_file():
+        return p / CHECKPOINT_FILE
+    if p.is_dir():
+        found = sorted(p.rglob(CHECKPOINT_FILE), key=lambda f: f.stat().st_mtime)
+        if found:
+            return found[-1]  # newest
+        raise CheckpointError(f"{p}: no {CHECKPOINT_FILE} found in this folder")
+    raise CheckpointError(f"{p}: no such checkpoint file or folder")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint's state dict. Refuses anything that would need code to unpickle."""
+    f = find_checkpoint_file(path)
+    try:
+        state = torch.load(f, map_location=map_location, weights_only=True)
+    except Exception as err:  # UnpicklingError for code-carrying pickles, RuntimeError for corrupt zips
+        raise CheckpointError(f"{f}: cannot be loaded safely ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise CheckpointError(f"{f}: not a cnnsweep checkpoint (no model/config entries)")
+    return state
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module  # in eval mode
+    preprocess: Any  # cnnsweep.transforms.Preprocess
+    class_names: list[str]
+    config: Any  # cnnsweep.config.RunConfig
+    metrics: dict[str, float]
+    path: Path
+
+
+def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the trained model (and its preprocessing) from a checkpoint, ready for inference."""
+    from cnnsweep.config import validate_config
+    from cnnsweep.models import build_model
+    from cnnsweep.transforms import Preprocess
+
+    f = find_checkpoint_file(path)
+    state = load_checkpoint(f, map_location=device)
+    cfg = validate_config(state["config"])
+    preprocess = Preprocess.from_dict(state["preprocess"])
+    args = state["model_args"]
+    model_cfg = cfg.model.model_copy(update={"pretrained": False})  # weights come from the checkpoint
+    model = build_model(model_cfg, args["num_classes"], args["in_channels"], args["image_size"])
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return LoadedModel(model, preprocess, list(state["class_names"]), cfg, dict(state.get("metrics", {})), f)

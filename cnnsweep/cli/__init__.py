@@ -1,0 +1,7 @@
+"""`cnnsweep` command line. Each subcommand parses arguments and calls one library function."""
+
+from cnnsweep.cli.app import app
+from cnnsweep.cli import summary as _summary  # noqa: F401  (registers the command)
+from cnnsweep.cli import train as _train  # noqa: F401
+
+__all__ = ["app"]

@@ -1,0 +1,47 @@
+"""The typer app, shared console and error handling for every subcommand."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Find, train, explain and serve CNN image classifiers on Ray.")
+out = Console()  # results
+err = Console(stderr=True)  # progress and messages, so stdout stays machine-readable with --json
+
+USAGE_EXIT = 2  # bad input: config, data, checkpoint or argument problems
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "your input is wrong", not "cnnsweep crashed"."""
+    from cnnsweep.checkpoint import CheckpointError
+    from cnnsweep.config import ConfigError
+    from cnnsweep.data import DataError
+    from cnnsweep.models import ModelError
+    return (ConfigError, DataError, ModelError, CheckpointError, FileNotFoundError)
+
+
+def friendly_errors(fn: Callable) -> Callable:
+    """Print input errors as one clear message and exit 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except user_errors() as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(USAGE_EXIT) from None
+
+    return wrapper
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on the last line of stdout."""
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,284 @@
+"""One validated config tree for a run (and, with `search`, for a sweep).
+
+Parsed once with pydantic (`extra="forbid"`), so a typo is an error that names its dotted path
+instead of a silently ignored key. Each library function receives only its own section
+(`build_optimizer(params, cfg.optim, lr=cfg.train.lr)`). Pure Python + pydantic + yaml: no torch, no ray.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config problem, already phrased for a person: `train.lr: must be > 0`."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the images come from and the deterministic preprocessing applied to them."""
+
+    name: Literal["digits", "gtsrb_pickle", "gtsrb", "image_folder", "mnist"] = "digits"
+    root: Optional[str] = None  # dataset folder; None only for the embedded digits
+    download: bool = False  # only `gtsrb` (torchvision) can download, and only when asked
+    val_fraction: float = Field(0.15, gt=0, lt=1)  # held out (stratified) when there is no valid split
+    max_train_samples: Optional[int] = Field(None, gt=0)  # stratified subset, for quick runs
+    max_val_samples: Optional[int] = Field(None, gt=0)
+    cache_dir: Optional[str] = None  # decoded .npz cache for image folders; None = <root>/.cnnsweep_cache
+    # preprocessing: identical in training, export and serving
+    image_size: Optional[int] = Field(None, gt=0)  # square side in px after resize; None = native
+    grayscale: bool = False
+    equalize: Literal["none", "global", "clahe"] = "none"  # histogram equalization
+    clahe_clip: float = Field(2.0, gt=0)  # CLAHE clip limit (OpenCV units)
+    clahe_grid: int = Field(8, gt=0)  # CLAHE tiles per side
+    normalize: bool = True  # per-channel mean/std measured on the training split
+    # class balancing
+    balance: Literal["none", "class_weights", "sampler", "oversample", "undersample", "oversample_augment"] = "none"
+
+
+class AugmentConfig(Section):
+    """Per-sample random augmentation, run on whole batches on the training device."""
+
+    rotation: float = Field(0.0, ge=0, le=180)  # max |angle|, degrees
+    translate: float = Field(0.0, ge=0, le=0.5)  # max shift, fraction of the side
+    scale: float = Field(0.0, ge=0, lt=1)  # zoom in [1-scale, 1+scale]
+    brightness: float = Field(0.0, ge=0, le=1)  # factor in [1-b, 1+b]
+    contrast: float = Field(0.0, ge=0, le=1)
+    saturation: float = Field(0.0, ge=0, le=1)
+    hflip: bool = False  # off by default: a mirrored "keep left" sign means "keep right"
+
+    @property
+    def enabled(self) -> bool:
+        return any([self.rotation, self.translate, self.scale, self.brightness,
+                    self.contrast, self.saturation, self.hflip])
+
+
+class ModelConfig(Section):
+    """`cnn` (the configurable custom family) or `timm/<name>` (transfer learning)."""
+
+    name: str = "cnn"
+    # custom CNN family
+    num_stages: int = Field(3, ge=1, le=6)
+    width: int = Field(32, ge=1)  # channels of stage 1; doubled each stage
+    convs_per_stage: int = Field(2, ge=1, le=6)
+    batch_norm: bool = True
+    dropout: float = Field(0.0, ge=0, lt=1)  # before the classifier (and 2d after each stage at dropout/2)
+    activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"] = "relu"
+    pooling: Literal["max", "avg", "strided", "none"] = "max"
+    head: Literal["gap", "flatten"] = "gap"
+    # timm transfer learning
+    pretrained: bool = False
+    weights: Optional[str] = None  # local .safetensors/.pth; else the local Hugging Face cache
+    freeze: Literal["none", "backbone", "stages"] = "none"  # backbone = all but the head
+    freeze_stages: int = Field(0, ge=0)  # with freeze=stages: the first N stages
+
+    @field_validator("name")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        if v != "cnn" and not (v.startswith("timm/") and len(v) > 5):
+            raise ValueError("must be 'cnn' or 'timm/<model name>'")
+        return v
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"] = "adamw"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    backbone_lr_scale: float = Field(0.1, gt=0, le=1)  # pretrained backbone lr = lr x this
+
+
+class SchedConfig(Section):
+    name: Literal["none", "cosine", "onecycle", "step"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up before cosine, epochs
+    step_epochs: int = Field(10, gt=0)  # step: decay every N epochs
+    gamma: float = Field(0.1, gt=0, le=1)  # step: lr multiplier per decay
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, gt=0)
+    lr: float = Field(1e-3, gt=0)  # peak learning rate for the effective batch
+    batch_size: int = Field(128, gt=0)  # effective batch, summed over workers and micro-steps
+    micro_batch_size: Optional[int] = Field(None, gt=0)  # per worker per step; None = batch_size / workers
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: fp16+GradScaler on CUDA, bf16 on CPU
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: Optional[float] = Field(None, gt=0)  # max global L2 norm
+    seed: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower)
+    eval_batch_size: int = Field(512, gt=0)
+    checkpoint_every: int = Field(1, gt=0)  # epochs
+    num_to_keep: Optional[int] = Field(2, gt=0)  # checkpoints kept per run (best by val/acc)
+
+
+class ScalingConfig(Section):
+    num_workers: int = Field(1, gt=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(1.0, gt=0, le=1)  # < 1 packs several workers/trials onto one GPU
+    max_failures: int = Field(0, ge=-1)  # worker crashes survived by restarting from the last checkpoint
+
+
+class RunConfig(Section):
+    """A run: everything one candidate needs."""
+
+    name: str = "run"
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    sched: SchedConfig = SchedConfig()
+    train: TrainConfig = TrainConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    # A sweep file's `search` section (validated by cnnsweep.search_space); `train` ignores it.
+    search: Optional[dict[str, Any]] = None
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> "RunConfig":
+        t, n = self.train, self.scaling.num_workers
+        if t.batch_size % n:
+            raise ValueError(f"train.batch_size ({t.batch_size}) must be divisible by scaling.num_workers ({n})")
+        per_worker = t.batch_size // n
+        if t.micro_batch_size is not None and per_worker % t.micro_batch_size:
+            raise ValueError(f"train.micro_batch_size ({t.micro_batch_size}) must divide the per-worker "
+                             f"batch ({per_worker} = train.batch_size / scaling.num_workers)")
+        return self
+
+    @property
+    def micro_batch(self) -> int:
+        return self.train.micro_batch_size or self.train.batch_size // self.scaling.num_workers
+
+    @property
+    def accum_steps(self) -> int:
+        """Micro-steps per optimizer step on each worker."""
+        return self.train.batch_size // self.scaling.num_workers // self.micro_batch
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"].startswith("greater_than") or e["type"].startswith("less_than"):
+            msg = msg.replace("Input should be", "must be")
+        msg = msg.removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}" if path else msg)
+    return "\n".join(lines)
+
+
+def validate_config(raw: dict[str, Any]) -> RunConfig:
+    """dict -> RunConfig, or ConfigError listing every problem by dotted path."""
+    if not isinstance(raw, dict):
+        raise ConfigError("config: must be a mapping of sections (data, model, train, ...)")
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None
+
+
+# ---------------------------------------------------------------------------- overrides
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`train.lr=3e-4` -> ("train.lr", 0.0003). Values are parsed as YAML scalars/lists."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: bad key {key!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set raw['a']['b']['c'] for key 'a.b.c', creating sections as needed."""
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def get_dotted(raw: dict[str, Any], key: str) -> Any:
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of raw with `--set` style overrides applied (not yet validated)."""
+    out = copy.deepcopy(raw)
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    for key, value in items:
+        set_dotted(out, key, value)
+    return out
+
+
+# ---------------------------------------------------------------------------- I/O
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: must be a mapping of sections (data, model, train, ...)")
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a run or sweep YAML, apply `--set` overrides, validate once."""
+    return validate_config(apply_overrides(load_yaml(path), overrides or []))
+
+
+def config_to_dict(cfg: RunConfig, *, with_search: bool = False) -> dict[str, Any]:
+    d = cfg.model_dump(mode="json")
+    if not with_search:
+        d.pop("search", None)
+    return d
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> Path:
+    """Write the resolved config (every default filled in) as YAML next to a result."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(cfg, with_search=True), sort_keys=False))
+    tmp.replace(p)
+    return p
+
+
+def config_to_json(cfg: RunConfig) -> str:
+    return json.dumps(config_to_dict(cfg), sort_keys=True)
+
+
+def config_from_json(text: str) -> RunConfig:
+    return validate_config(json.loads(text))

@@ -1,0 +1,134 @@
+"""Ray Train V2 layer: run one candidate (`engine.fit`) as a `TorchTrainer` with DDP.
+
+This module and `cnnsweep.tune` / `cnnsweep.serving` are the only places that import ray.
+Every point where the code touches Ray is marked `# Ray:`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import ray
+import ray.train
+import ray.train.torch
+import torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from cnnsweep.checkpoint import load_checkpoint, save_checkpoint
+from cnnsweep.config import RunConfig, config_to_dict, validate_config
+from cnnsweep.data import ImageDataset, load_dataset
+from cnnsweep.engine import FitHooks, fit
+
+HISTORY_FILE = "history.jsonl"
+CRASH_ENV = "CNNSWEEP_TEST_CRASH_ONCE"  # test hook: path of a marker file; see _maybe_crash_once
+
+
+class RayTrainHooks(FitHooks):
+    """FitHooks for a Ray Train worker: device, DDP, report + checkpoint, resume."""
+
+    def __init__(self, history_path: Optional[str] = None):
+        ctx = ray.train.get_context()  # Ray: rank and world size of this worker
+        self.rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+        self.device = ray.train.torch.get_device()  # Ray: the GPU Ray assigned, or cpu
+        self.history_path = history_path
+
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        # Ray: wraps in DistributedDataParallel when world_size > 1 (process group set up by TorchTrainer)
+        return ray.train.torch.prepare_model(model, move_to_device=False)
+
+    def load_resume_state(self) -> Optional[dict[str, Any]]:
+        ckpt = ray.train.get_checkpoint()  # Ray: latest registered checkpoint after a worker restart
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as d:
+            return load_checkpoint(d)
+
+    def report(self, metrics: dict[str, float], checkpoint_state: Optional[dict[str, Any]]) -> None:
+        if self.rank == 0 and self.history_path:
+            with open(self.history_path, "a") as f:  # the CLI's progress bar follows this file
+                f.write(json.dumps(metrics) + "\n")
+        # Every rank must call report the same number of times (it is a barrier); only rank 0
+        # passes a checkpoint. Ray registers the checkpoint only after it is fully persisted, so a
+        # crash while writing leaves the previous checkpoint as the latest one.
+        if checkpoint_state is None:
+            ray.train.report(metrics)  # Ray
+            return
+        with tempfile.TemporaryDirectory() as d:
+            save_checkpoint(checkpoint_state, d)
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))  # Ray
+        _maybe_crash_once(int(metrics["epoch"]), self.rank)
+
+
+def _maybe_crash_once(epoch: int, rank: int) -> None:
+    """Fault-injection for the resume test: kill this worker process once, after epoch 0's checkpoint."""
+    marker = os.environ.get(CRASH_ENV)
+    if marker and epoch == 0 and rank == 0 and not os.path.exists(marker):
+        Path(marker).write_text("crashed once\n")
+        os._exit(1)  # a hard death, like an OOM kill: no exception handling, no cleanup
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Entry point of each Ray Train worker process."""
+    cfg = validate_config(loop_config["config"])
+    threads = max(1, int(cfg.scaling.cpus_per_worker))
+    torch.set_num_threads(threads)  # one intra-op thread per reserved CPU: no oversubscription
+    dataset: ImageDataset = ray.get(loop_config["dataset"])  # Ray: loaded once by the driver, shared
+    fit(cfg, dataset, RayTrainHooks(loop_config.get("history_path")))
+
+
+def build_scaling_config(cfg_scaling) -> ScalingConfig:
+    resources = {"CPU": cfg_scaling.cpus_per_worker}
+    if cfg_scaling.use_gpu:
+        resources["GPU"] = cfg_scaling.gpus_per_worker  # < 1 packs several workers onto one GPU
+    return ScalingConfig(num_workers=cfg_scaling.num_workers, use_gpu=cfg_scaling.use_gpu,
+                         resources_per_worker=resources)
+
+
+def build_trainer(cfg: RunConfig, dataset_ref: Any, *, storage_path: str, name: str,
+                  history_path: Optional[str] = None, callbacks: Optional[list] = None,
+                  worker_env: Optional[dict[str, str]] = None) -> TorchTrainer:
+    """A TorchTrainer for one candidate. `dataset_ref` is `ray.put(ImageDataset)`;
+    `worker_env` adds environment variables to the worker processes (e.g. NCCL settings)."""
+    run_config = RayRunConfig(  # Ray
+        name=name, storage_path=storage_path, callbacks=callbacks,
+        worker_runtime_env={"env_vars": worker_env} if worker_env else None,
+        failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep,
+                                           checkpoint_score_attribute="val/acc", checkpoint_score_order="max"))
+    return TorchTrainer(  # Ray: gloo on CPU, nccl on GPU
+        train_loop_per_worker,
+        train_loop_config={"config": config_to_dict(cfg), "dataset": dataset_ref, "history_path": history_path},
+        scaling_config=build_scaling_config(cfg.scaling),
+        torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
+        run_config=run_config)
+
+
+@dataclass
+class TrainOutcome:
+    metrics: dict[str, Any]
+    checkpoint: Optional[str]  # the last checkpoint
+    best_checkpoint: Optional[str]  # highest val/acc among those kept
+    output: str
+
+
+def run_candidate(cfg: RunConfig, output: str | Path, dataset: Optional[ImageDataset] = None,
+                  worker_env: Optional[dict[str, str]] = None) -> TrainOutcome:
+    """Train one candidate with Ray Train on the connected Ray cluster; outputs go under `output`."""
+    out = Path(output).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = dataset if dataset is not None else load_dataset(cfg.data)  # fail fast, before any worker starts
+    history = out / HISTORY_FILE
+    history.unlink(missing_ok=True)
+    trainer = build_trainer(cfg, ray.put(dataset), storage_path=str(out), name="train",  # Ray: object store
+                            history_path=str(history), worker_env=worker_env)
+    result = trainer.fit()  # Ray: raises TrainingFailedError when retries are exhausted
+    best = result.get_best_checkpoint("val/acc", "max") if result.best_checkpoints else None
+    return TrainOutcome(dict(result.metrics or {}), result.checkpoint.path if result.checkpoint else None,
+                        best.path if best else None, str(out))
