@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -51,6 +52,7 @@ class RayTrainHooks(FitHooks):
             return load_checkpoint(d)
 
     def report(self, metrics: dict[str, float], checkpoint_state: Optional[dict[str, Any]]) -> None:
+        _maybe_crash_once(int(metrics["epoch"]), self.rank)
         if self.rank == 0 and self.history_path:
             with open(self.history_path, "a") as f:  # the CLI's progress bar follows this file
                 f.write(json.dumps(metrics) + "\n")
@@ -63,14 +65,17 @@ class RayTrainHooks(FitHooks):
         with tempfile.TemporaryDirectory() as d:
             save_checkpoint(checkpoint_state, d)
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))  # Ray
-        _maybe_crash_once(int(metrics["epoch"]), self.rank)
 
 
 def _maybe_crash_once(epoch: int, rank: int) -> None:
-    """Fault-injection for the resume test: kill this worker process once, after epoch 0's checkpoint."""
+    """Fault injection for the resume test: kill rank 0 once, at the end of epoch 1 before it reports
+    (epoch 0's checkpoint is registered by then), so the run must resume from epoch 0's checkpoint."""
     marker = os.environ.get(CRASH_ENV)
-    if marker and epoch == 0 and rank == 0 and not os.path.exists(marker):
+    if marker and epoch == 1 and rank == 0 and not os.path.exists(marker):
         Path(marker).write_text("crashed once\n")
+        # The controller collects reports when it polls the workers (every 2 s by default,
+        # RAY_TRAIN_HEALTH_CHECK_INTERVAL_S); wait past that so epoch 0's checkpoint is registered.
+        time.sleep(5)
         os._exit(1)  # a hard death, like an OOM kill: no exception handling, no cleanup
 
 

@@ -52,7 +52,7 @@ def test_worker_crash_resumes_from_last_checkpoint(ray_session, tmp_path):
     from cnnsweep.data import load_dataset
 
     marker = tmp_path / "crashed"
-    # the worker kills itself (os._exit) once, right after epoch 0's checkpoint is registered
+    # rank 0 kills itself (os._exit) once, at the end of epoch 1, before reporting it
     cfg = validate_config(TINY | {"train": TINY["train"] | {"epochs": 3},
                                   "scaling": {"num_workers": 2, "max_failures": 1}})
     outcome = ray_train.run_candidate(cfg, tmp_path / "run", load_dataset(cfg.data),
@@ -60,6 +60,7 @@ def test_worker_crash_resumes_from_last_checkpoint(ray_session, tmp_path):
     assert marker.exists(), "the worker never crashed: the test did not test anything"
     history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     epochs = [int(h["epoch"]) for h in history]
-    # epoch 0 ran once; after the crash training resumed at epoch 1 (not from scratch)
+    # epoch 1 never reported before the crash; the restarted workers resumed from epoch 0's
+    # checkpoint (a restart from scratch would log epoch 0 twice)
     assert epochs == [0, 1, 2], epochs
     assert load_checkpoint(outcome.checkpoint)["epoch"] == 2

@@ -1,0 +1,82 @@
+"""GTSRB in the Kaggle "traffic-signs-preprocessed" layout: train/valid/test.pickle + label_names.csv.
+
+Each pickle is a dict with `features` (uint8 N x 32 x 32 x 3, RGB) and `labels` (N). The files are
+read with the restricted unpickler, so a tampered pickle cannot run code.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .dataset import ImageDataset, ImageSplit
+from .errors import DataError
+from .gtsrb_names import GTSRB_CLASS_NAMES
+from .registry import register_dataset, require_root
+from .safe_pickle import load_pickle
+
+_WHERE = ("Kaggle dataset 'traffic-signs-preprocessed' (train.pickle, valid.pickle, label_names.csv); "
+          "download it and set data.root to its folder")
+
+
+@register_dataset("gtsrb_pickle")
+def load_gtsrb_pickle(root: Path | None) -> ImageDataset:
+    root = require_root("gtsrb_pickle", root, _WHERE)
+    if not (root / "train.pickle").is_file():
+        raise DataError(f"no train.pickle in {root}: expected the {_WHERE}")
+    notes: list[str] = []
+    splits = {"train": _load_split(root / "train.pickle")}
+    for name in ("valid", "test"):
+        path = root / f"{name}.pickle"
+        if path.is_file():
+            splits[name] = _load_split(path)
+        else:
+            notes.append(f"no {name}.pickle in {root}" + (": test metrics skipped" if name == "test" else ""))
+    class_names = _load_class_names(root, splits, notes)
+    return ImageDataset(splits["train"], splits.get("valid"), splits.get("test"), class_names, notes)
+
+
+def _load_split(path: Path) -> ImageSplit:
+    d = load_pickle(path)
+    if not isinstance(d, dict) or "features" not in d or "labels" not in d:
+        keys = sorted(d) if isinstance(d, dict) else type(d).__name__
+        raise DataError(f"{path}: expected a dict with 'features' and 'labels', got {keys}")
+    x, y = np.asarray(d["features"]), np.asarray(d["labels"])
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise DataError(f"{path}: 'features' must be uint8 N x H x W x C with C in (1, 3), "
+                        f"got {x.dtype} {x.shape}")
+    if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: 'labels' must be {len(x)} integers, got {y.dtype} {y.shape}")
+    if len(y) and y.min() < 0:
+        raise DataError(f"{path}: negative label {int(y.min())}")
+    return ImageSplit.from_nhwc(x, y)
+
+
+def _load_class_names(root: Path, splits: dict[str, ImageSplit], notes: list[str]) -> list[str]:
+    num_labels = max(int(s.labels.max()) + 1 for s in splits.values() if len(s))
+    path = root / "label_names.csv"
+    if not path.is_file():
+        if num_labels <= len(GTSRB_CLASS_NAMES):
+            notes.append(f"no label_names.csv in {root}: using the standard GTSRB class names")
+            return list(GTSRB_CLASS_NAMES)
+        notes.append(f"no label_names.csv in {root}: classes are named by their ids")
+        return [str(i) for i in range(num_labels)]
+    names = _read_label_names(path)
+    if len(names) < num_labels:
+        raise DataError(f"{path}: names {len(names)} classes but the pickles use labels "
+                        f"up to {num_labels - 1}")
+    return names
+
+
+def _read_label_names(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        by_id = {int(r["ClassId"]): r["SignName"] for r in rows}
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{path}: expected columns ClassId,SignName with integer ids") from None
+    if sorted(by_id) != list(range(len(by_id))):
+        raise DataError(f"{path}: ClassId must run 0..{len(by_id) - 1} without gaps")
+    return [by_id[i] for i in range(len(by_id))]

@@ -1,0 +1,60 @@
+"""Dataset registry: a format name -> a loader `fn(root, **options) -> ImageDataset`."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Callable
+
+from .dataset import ImageDataset
+from .errors import DataError
+
+Loader = Callable[..., ImageDataset]
+_REGISTRY: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Decorator: make `fn(root, **options)` loadable as `data.name: <name>`."""
+
+    def wrap(fn: Loader) -> Loader:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            raise ValueError(f"dataset format {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_datasets() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def loader_options(name: str) -> set[str]:
+    """Keyword options a format's loader accepts (so load_dataset passes only those)."""
+    params = inspect.signature(_get(name)).parameters.values()
+    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def create_dataset(name: str, root: str | Path | None = None, **options: Any) -> ImageDataset:
+    """The raw dataset of format `name` at `root`: no validation split, no subsetting."""
+    fn = _get(name)
+    unknown = set(options) - loader_options(name)
+    if unknown:
+        raise DataError(f"dataset {name!r} has no option(s) {sorted(unknown)}; "
+                        f"it accepts {sorted(loader_options(name))}")
+    return fn(Path(root).expanduser() if root is not None else None, **options)
+
+
+def _get(name: str) -> Loader:
+    if name not in _REGISTRY:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
+    return _REGISTRY[name]
+
+
+def require_root(name: str, root: Path | None, hint: str) -> Path:
+    """The dataset folder, or a DataError saying how to set it."""
+    if root is None:
+        raise DataError(f"data.root is not set: the {name!r} dataset needs a folder ({hint})")
+    if not root.is_dir():
+        raise DataError(f"data.root {str(root)!r} is not a folder ({hint})")
+    return root

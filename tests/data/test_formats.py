@@ -1,0 +1,201 @@
+"""Each dataset format: real shared data where it exists, tiny files built in tmp_path otherwise."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnsweep.data import DataError, create_dataset, list_datasets
+
+MNIST_TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # published t10k counts
+
+
+def test_every_configured_format_is_registered():
+    from typing import get_args
+
+    from cnnsweep.config import DataConfig
+
+    assert set(get_args(DataConfig.model_fields["name"].annotation)) <= set(list_datasets())
+
+
+# ---------------------------------------------------------------------------- gtsrb_pickle
+
+
+def test_gtsrb_pickle_real(gtsrb_root):
+    ds = create_dataset("gtsrb_pickle", gtsrb_root)
+    assert ds.train.images.shape == (34889, 3, 32, 32) and ds.train.images.dtype == torch.uint8
+    assert len(ds.valid) == 4320 and ds.test is None
+    assert ds.class_names[0] == "Speed limit (20km/h)" and len(ds.class_names) == 43
+    assert sorted(ds.train.labels.unique().tolist()) == list(range(43))
+    assert any("test.pickle" in n for n in ds.notes)
+    # a channels-first copy of the same pixels
+    raw = pickle.loads((gtsrb_root / "valid.pickle").read_bytes())["features"]
+    np.testing.assert_array_equal(ds.valid.images[7].permute(1, 2, 0).numpy(), raw[7])
+
+
+def _write_split(path: Path, n: int, num_classes: int, **overrides) -> None:
+    rng = np.random.default_rng(0)
+    d = {"features": rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+         "labels": (np.arange(n) % num_classes).astype(np.uint8)}
+    d.update(overrides)
+    path.write_bytes(pickle.dumps(d, protocol=4))
+
+
+def test_gtsrb_pickle_missing_train_says_where_to_get_it(tmp_path):
+    with pytest.raises(DataError) as err:
+        create_dataset("gtsrb_pickle", tmp_path)
+    msg = str(err.value)
+    assert "train.pickle" in msg and "traffic-signs-preprocessed" in msg and "data.root" in msg
+    with pytest.raises(DataError, match="data.root is not set"):
+        create_dataset("gtsrb_pickle", None)
+
+
+def test_gtsrb_pickle_missing_valid_and_names_are_notes(tmp_path):
+    _write_split(tmp_path / "train.pickle", 20, 4)
+    ds = create_dataset("gtsrb_pickle", tmp_path)
+    assert ds.valid is None and ds.test is None and len(ds.train) == 20
+    assert ds.class_names[:2] == ["Speed limit (20km/h)", "Speed limit (30km/h)"]  # GTSRB names as fallback
+    assert sum("valid.pickle" in n for n in ds.notes) == 1 and sum("test.pickle" in n for n in ds.notes) == 1
+
+
+@pytest.mark.parametrize("override, match", [
+    ({"features": np.zeros((4, 32, 32, 3), np.float32)}, "uint8"),
+    ({"features": np.zeros((4, 32, 32), np.uint8)}, "uint8 N x H x W x C"),
+    ({"labels": np.zeros(3, np.uint8)}, "'labels' must be 4 integers"),
+    ({"labels": np.array([0, 1, 2, 60], np.int64)}, "label"),
+])
+def test_gtsrb_pickle_bad_arrays_are_named(tmp_path, override, match):
+    _write_split(tmp_path / "train.pickle", 4, 4, **override)
+    (tmp_path / "label_names.csv").write_text("ClassId,SignName\n0,a\n1,b\n2,c\n3,d\n")
+    with pytest.raises(DataError, match=match):
+        create_dataset("gtsrb_pickle", tmp_path)
+
+
+def test_gtsrb_pickle_not_a_dict(tmp_path):
+    (tmp_path / "train.pickle").write_bytes(pickle.dumps([np.zeros(3)]))
+    with pytest.raises(DataError, match="expected a dict with 'features' and 'labels'"):
+        create_dataset("gtsrb_pickle", tmp_path)
+
+
+# ---------------------------------------------------------------------------- gtsrb (official archive)
+
+COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+
+
+def _fake_official_gtsrb(root: Path) -> None:
+    """torchvision's layout: gtsrb/GTSRB/Training/<5-digit class>/*.ppm (+ GT csv), and the test images
+    in gtsrb/GTSRB/Final_Test/Images with labels in gtsrb/GT-final_test.csv (';'-separated)."""
+    base = root / "gtsrb"
+    for c, color in enumerate(COLORS):
+        folder = base / "GTSRB" / "Training" / f"{c:05d}"
+        folder.mkdir(parents=True)
+        for i, size in enumerate([(30, 31), (45, 40), (64, 64)]):  # official images vary in size
+            Image.new("RGB", size, color).save(folder / f"00000_{i:05d}.ppm")
+        (folder / f"GT-{c:05d}.csv").write_text("Filename;Width;Height;ClassId\n")
+    test = base / "GTSRB" / "Final_Test" / "Images"
+    test.mkdir(parents=True)
+    rows = ["Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"]
+    for i, c in enumerate([2, 0, 1, 2]):
+        Image.new("RGB", (50, 52), COLORS[c]).save(test / f"{i:05d}.ppm")
+        rows.append(f"{i:05d}.ppm;50;52;5;5;45;47;{c}")
+    (base / "GT-final_test.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_gtsrb_official_layout_decodes_and_resizes(tmp_path):
+    _fake_official_gtsrb(tmp_path / "data")
+    ds = create_dataset("gtsrb", tmp_path / "data", cache_dir=str(tmp_path / "cache"))
+    assert ds.train.images.shape == (9, 3, 32, 32) and ds.train.images.dtype == torch.uint8
+    assert ds.train.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert ds.test.labels.tolist() == [2, 0, 1, 2] and ds.valid is None and len(ds.class_names) == 43
+    for x, y in zip(ds.train.images, ds.train.labels):  # solid colours survive the resize
+        assert x.float().mean(dim=(1, 2)).tolist() == pytest.approx(COLORS[y], abs=1)
+    assert len(list((tmp_path / "cache").glob("gtsrb-*.npz"))) == 1
+    again = create_dataset("gtsrb", tmp_path / "data", cache_dir=str(tmp_path / "cache"), image_size=16)
+    assert again.test.images.shape == (4, 3, 16, 16)
+
+
+def test_gtsrb_official_absent_without_download_says_how(tmp_path):
+    with pytest.raises(DataError) as err:
+        create_dataset("gtsrb", tmp_path)  # download defaults to False: no network
+    assert "data.download=true" in str(err.value) and "data.root" in str(err.value)
+
+
+def test_gtsrb_official_missing_test_is_a_note(tmp_path):
+    _fake_official_gtsrb(tmp_path)
+    (tmp_path / "gtsrb" / "GT-final_test.csv").unlink()
+    for f in (tmp_path / "gtsrb" / "GTSRB" / "Final_Test" / "Images").iterdir():
+        f.unlink()
+    (tmp_path / "gtsrb" / "GTSRB" / "Final_Test" / "Images").rmdir()
+    ds = create_dataset("gtsrb", tmp_path, cache_dir=str(tmp_path / "cache"))
+    assert ds.test is None and any("test" in n for n in ds.notes)
+
+
+# ---------------------------------------------------------------------------- mnist
+
+
+def test_mnist_real_t10k_becomes_train(shared_data):
+    root = shared_data / "mnist"
+    if not (root / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST IDX files not found in {root}")
+    ds = create_dataset("mnist", root)
+    assert ds.train.images.shape == (10000, 1, 28, 28) and ds.test is None and ds.valid is None
+    assert ds.train.labels.bincount().tolist() == MNIST_TEST_CLASS_COUNTS
+    assert 0 < ds.train.images.float().mean() / 255 < 0.25  # mostly black background, white strokes
+    assert any("t10k" in n for n in ds.notes)
+
+
+def _idx(magic: int, arr: np.ndarray) -> bytes:
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def test_mnist_idx_train_and_test_plain_and_gz(tmp_path):
+    rng = np.random.default_rng(1)
+    imgs, labels = rng.integers(0, 256, (5, 28, 28)), np.array([3, 1, 4, 1, 5])
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx(2051, imgs))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx(2049, labels))
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(2051, imgs[:2])))
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(2049, labels[:2])))
+    ds = create_dataset("mnist", tmp_path)
+    np.testing.assert_array_equal(ds.train.images[:, 0].numpy(), imgs)
+    assert ds.train.labels.tolist() == [3, 1, 4, 1, 5] and ds.test.labels.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("images, labels, match", [
+    (_idx(2049, np.zeros((2, 28, 28))), _idx(2049, np.zeros(2)), "magic"),
+    (_idx(2051, np.zeros((2, 28, 28)))[:-10], _idx(2049, np.zeros(2)), "header says"),
+    (_idx(2051, np.zeros((2, 28, 28))), _idx(2049, np.zeros(3)), "2 images but"),
+    (_idx(2051, np.zeros((1, 28, 28))), _idx(2049, np.array([11])), "outside 0..9"),
+])
+def test_mnist_bad_files_are_named(tmp_path, images, labels, match):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(images)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    with pytest.raises(DataError, match=match):
+        create_dataset("mnist", tmp_path)
+
+
+def test_mnist_missing_files(tmp_path):
+    with pytest.raises(DataError, match="no MNIST files"):
+        create_dataset("mnist", tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx(2051, np.zeros((1, 28, 28))))
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
+        create_dataset("mnist", tmp_path)
+
+
+# ---------------------------------------------------------------------------- digits
+
+
+def test_digits_embedded():
+    ds = create_dataset("digits")
+    assert ds.train.images.shape == (1797, 1, 8, 8) and ds.class_names == [str(d) for d in range(10)]
+    assert int(ds.train.images.max()) == 255 and int(ds.train.images.min()) == 0
+    from sklearn.datasets import load_digits
+
+    raw = load_digits().images[5]  # 0..16 scaled to 0..255
+    np.testing.assert_allclose(ds.train.images[5, 0].numpy(), raw * 255 / 16, atol=0.5)
