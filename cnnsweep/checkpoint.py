@@ -26,10 +26,14 @@ class CheckpointError(ValueError):
 
 def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half
 
 
@@ -95,7 +99,7 @@ def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "c
     cfg = validate_config(state["config"])
     preprocess = Preprocess.from_dict(state["preprocess"])
     args = state["model_args"]
-    model_cfg = cfg.model.model_copy(update={"pretrained": False})  # weights come from the checkpoint
+    model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights": None})  # weights: the checkpoint
     model = build_model(model_cfg, args["num_classes"], args["in_channels"], args["image_size"])
     model.load_state_dict(state["model"])
     model.to(device).eval()

@@ -1,0 +1,107 @@
+"""Freezing and optimizer parameter groups for fine-tuning (both model families).
+
+Stages come from timm's `group_matcher(coarse=True)` (the same grouping timm uses for layer-wise lr
+decay): group 0 is the stem when the matcher names one, then one group per block stage
+(resnet: layer1..layer4; efficientnet: blocks.0..), and the classifier's group last. `freeze_stages=N`
+freezes the stem plus the first N stages. A model without a `group_matcher` falls back to module order:
+each top-level child that holds parameters (the classifier's excluded) is one stage, with no stem.
+The cnn family defines `group_matcher` itself: one group per conv stage, no stem.
+
+Frozen BatchNorm layers are pinned to eval mode (see `_pin_eval`), so their running statistics stay
+the pretrained ones; otherwise `model.train()` would let them drift on the new data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from cnnsweep.models.registry import ModelError
+
+
+def classifier_param_names(model: nn.Module) -> set[str]:
+    """Names of the classifier's parameters (timm's `get_classifier()`, else the last Linear)."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if head is None:
+        head = next((m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), None)
+    if head is None:
+        raise ModelError(f"{type(model).__name__}: cannot find the classifier (no get_classifier, no Linear)")
+    ids = {id(p) for p in head.parameters()}
+    return {n for n, p in model.named_parameters() if id(p) in ids}
+
+
+def stage_param_names(model: nn.Module) -> tuple[list[str], list[list[str]]]:
+    """(stem parameter names, [names per stage]) in forward order; the classifier is in neither."""
+    head = classifier_param_names(model)
+    if hasattr(model, "group_matcher"):
+        from timm.models import group_parameters
+
+        matcher = model.group_matcher(coarse=True)
+        groups = list(group_parameters(model, matcher).values())
+        has_stem = isinstance(matcher, dict) and "stem" in matcher
+    else:  # fallback: top-level children in registration order
+        groups = [[f"{c}.{n}" for n, _ in child.named_parameters()]
+                  for c, child in model.named_children()]
+        has_stem = False
+    groups = [g for g in groups if g and not head.intersection(g)]
+    if has_stem and groups:
+        return groups[0], groups[1:]
+    return [], groups
+
+
+def _pin_eval(module: nn.Module, args: Any) -> None:
+    # Trick: a forward pre-hook re-pins a frozen BN to eval mode on every call, because model.train()
+    # sets it back to train mode. Unlike swapping in FrozenBatchNorm2d, the state_dict keys stay
+    # identical, so checkpoints load into an unfrozen model (export, serving) unchanged.
+    module.training = False
+
+
+def _freeze(model: nn.Module, names: set[str]) -> None:
+    for n, p in model.named_parameters():
+        if n in names:
+            p.requires_grad_(False)
+    for m in model.modules():
+        params = list(m.parameters(recurse=False))
+        if isinstance(m, _BatchNorm) and params and not any(p.requires_grad for p in params):
+            m.register_forward_pre_hook(_pin_eval)
+
+
+def apply_freeze(model: nn.Module, freeze: str, freeze_stages: int = 0) -> nn.Module:
+    """freeze: "none" | "backbone" (all but the classifier) | "stages" (stem + first freeze_stages)."""
+    if freeze_stages and freeze != "stages":
+        raise ModelError(f"model.freeze_stages={freeze_stages} only applies with model.freeze=stages "
+                         f"(model.freeze={freeze})")
+    if freeze == "none":
+        return model
+    if freeze == "backbone":
+        head = classifier_param_names(model)
+        _freeze(model, {n for n, _ in model.named_parameters() if n not in head})
+    elif freeze == "stages":
+        stem, stages = stage_param_names(model)
+        if freeze_stages > len(stages):
+            raise ModelError(f"model.freeze_stages={freeze_stages}, but {type(model).__name__} has "
+                             f"{len(stages)} stages; use model.freeze=backbone to freeze them all")
+        if freeze_stages:
+            _freeze(model, set(stem).union(*stages[:freeze_stages]))
+    else:
+        raise ModelError(f"model.freeze: unknown value {freeze!r} (none, backbone, stages)")
+    return model
+
+
+def param_groups(model: nn.Module, cfg_model: Any, lr: float, backbone_lr_scale: float) -> list[dict]:
+    """Optimizer groups of trainable parameters: when fine-tuning loaded weights
+    (model.pretrained or model.weights), the classifier at `lr` and the backbone at
+    `lr * backbone_lr_scale`, so the pretrained features move slowly; otherwise one group at `lr`.
+    Each group carries "name" and its own "lr" (schedulers scale every group's lr alike)."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise ModelError("the model has no trainable parameters (everything is frozen)")
+    if not (cfg_model.pretrained or cfg_model.weights):
+        return [{"name": "all", "params": [p for _, p in trainable], "lr": lr}]
+    head = classifier_param_names(model)
+    groups = [{"name": "head", "params": [p for n, p in trainable if n in head], "lr": lr},
+              {"name": "backbone", "params": [p for n, p in trainable if n not in head],
+               "lr": lr * backbone_lr_scale}]
+    return [g for g in groups if g["params"]]

@@ -1,0 +1,62 @@
+"""`timm/<name>`: any timm model, for transfer learning, with pretrained weights found offline only.
+
+timm is always asked for a randomly initialised model (`pretrained=False`), because timm's own
+pretrained path may download. Weights then come from `weights` (a local file) or, failing that, the
+local Hugging Face cache entry named by the model's `pretrained_cfg["hf_hub_id"]`; both are plain file
+reads (see weights.py). Nothing found -> ModelError saying where to put the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+import torch.nn as nn
+
+from cnnsweep.models.registry import ModelError, register_model
+from cnnsweep.models.weights import find_cached_weights, load_weights, missing_weights_error
+
+log = logging.getLogger(__name__)
+
+
+def _create_timm(model_name: str, num_classes: int, in_channels: int, image_size: int,
+                 **kwargs: Any) -> nn.Module:
+    import timm
+
+    if not timm.is_model(model_name):
+        raise ModelError(f"unknown timm model {model_name!r}; see timm.list_models()")
+    try:
+        # ViT-style models fix their position-embedding grid at construction, so they need img_size.
+        return timm.create_model(model_name, pretrained=False, num_classes=num_classes,
+                                 in_chans=in_channels, img_size=image_size, **kwargs)
+    except TypeError as err:
+        if "img_size" not in str(err):
+            raise
+    # CNNs take any input size and reject the img_size argument.
+    return timm.create_model(model_name, pretrained=False, num_classes=num_classes,
+                             in_chans=in_channels, **kwargs)
+
+
+def _pretrained_path(model: nn.Module, model_name: str, weights: Optional[str]) -> str:
+    if weights:
+        return weights
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    hf_hub_id = cfg.get("hf_hub_id")
+    found = find_cached_weights(hf_hub_id, cfg.get("hf_hub_filename")) if hf_hub_id else None
+    if found is None:
+        raise missing_weights_error(f"timm/{model_name}", hf_hub_id)
+    return str(found)
+
+
+@register_model("timm/")
+def create_timm_model(model_name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
+                      pretrained: bool = False, weights: Optional[str] = None,
+                      **kwargs: Any) -> nn.Module:
+    """A timm model; with `pretrained` (or a `weights` file) its backbone weights are loaded offline."""
+    model = _create_timm(model_name, num_classes, in_channels, image_size, **kwargs)
+    if pretrained or weights:
+        report = load_weights(model, _pretrained_path(model, model_name, weights))
+        log.info("timm/%s: loaded %d tensors from %s; head re-initialised: %s; input conv adapted: %s",
+                 model_name, report.num_loaded, report.path, report.skipped or "no",
+                 report.adapted or "no")
+    return model

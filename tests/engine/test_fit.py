@@ -1,0 +1,99 @@
+"""fit: the bare engine loop end to end on real (embedded) digits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from cnnsweep.checkpoint import load_checkpoint, load_model_from_checkpoint
+from cnnsweep.config import validate_config
+from cnnsweep.data import load_dataset
+from cnnsweep.engine import LocalHooks, fit, predict_logits, resolve_amp
+
+BASE = {"data": {"name": "digits"}, "model": {"num_stages": 2, "width": 16, "convs_per_stage": 1},
+        "sched": {"name": "onecycle"}, "train": {"epochs": 3, "lr": 5e-3, "batch_size": 64}}
+
+
+def _cfg(**sections):
+    raw = {k: dict(v) for k, v in BASE.items()}
+    for k, v in sections.items():
+        raw[k] = raw.get(k, {}) | v
+    return validate_config(raw)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset(validate_config(BASE).data)
+
+
+def test_fit_learns_and_checkpoints(digits, tmp_path):
+    cfg = _cfg(train={"epochs": 6, "micro_batch_size": 32})
+    result = fit(cfg, digits, LocalHooks(output=tmp_path, num_to_keep=2))
+    assert result.epochs == 6 and result.metrics["val/acc"] > 0.85  # chance is 0.10
+    assert {"train/loss", "val/loss", "val/acc", "val/f1_macro", "images_per_s"} <= result.metrics.keys()
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["epoch_0004", "epoch_0005"]
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 6
+    loaded = load_model_from_checkpoint(tmp_path / "checkpoints" / "epoch_0005")
+    amp = resolve_amp(cfg.train.amp, torch.device("cpu"))  # validation ran under bf16 autocast
+    logits = predict_logits(loaded.model, digits.valid.images, loaded.preprocess, batch_size=256, amp=amp)
+    acc = (logits.argmax(1) == digits.valid.labels).float().mean().item()
+    assert acc == pytest.approx(result.metrics["val/acc"], abs=1e-6)  # same preprocessing, same model
+
+
+def test_resume_continues_where_it_stopped(digits, tmp_path):
+    cfg = _cfg(train={"epochs": 4}, augment={"rotation": 5})
+    full = fit(cfg, digits, LocalHooks(output=tmp_path / "full"))
+    with pytest.raises(_Interrupted):  # killed after epoch 1's checkpoint
+        fit(cfg, digits, _StopAfter(LocalHooks(output=tmp_path / "a"), epochs=2))
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["epoch_0000", "epoch_0001"]
+    resumed = fit(cfg, digits, LocalHooks(output=tmp_path / "b", resume_from=tmp_path / "a" / "checkpoints"))
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
+    # deterministic CPU training: resuming gives exactly the uninterrupted run's final weights
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "epoch_0003")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "epoch_0003")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert resumed.metrics["val/acc"] == pytest.approx(full.metrics["val/acc"])
+
+
+class _StopAfter(LocalHooks):
+    """Simulates an interruption: raises after `epochs` reports (the checkpoint is already saved)."""
+
+    def __init__(self, inner: LocalHooks, epochs: int):
+        self.__dict__.update(inner.__dict__)
+        self.stop_after = epochs
+
+    def report(self, metrics, checkpoint_state):
+        super().report(metrics, checkpoint_state)
+        if metrics["epoch"] + 1 >= self.stop_after:
+            raise _Interrupted
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("balance", ["class_weights", "sampler", "oversample", "undersample", "oversample_augment"])
+def test_every_balancing_method_trains(digits, balance):
+    result = fit(_cfg(data={"balance": balance}, train={"epochs": 2}), digits)
+    assert result.metrics["val/acc"] > 0.2 and torch.isfinite(torch.tensor(result.metrics["train/loss"]))
+
+
+@pytest.mark.parametrize("optim,sched", [("sgd", "step"), ("nesterov", "cosine"), ("adam", "none"),
+                                         ("rmsprop", "cosine"), ("adamw", "onecycle")])
+def test_optimizers_and_schedules(digits, optim, sched):
+    cfg = _cfg(optim={"name": optim}, sched={"name": sched, "step_epochs": 1},
+               train={"epochs": 2, "lr": 0.05 if "sgd" in optim or optim == "nesterov" else 3e-3,
+                      "label_smoothing": 0.1, "grad_clip": 5.0})
+    assert fit(cfg, digits).metrics["val/acc"] > 0.2
+
+
+def test_test_split_is_evaluated_once_at_the_end(digits):
+    with_test = dataclasses.replace(digits, test=digits.valid)
+    result = fit(_cfg(train={"epochs": 2}), with_test)
+    assert "test/acc" not in result.history[0]
+    assert {"test/acc", "test/precision_macro", "test/recall_macro", "test/f1_macro"} <= result.metrics.keys()
+    assert result.metrics["test/acc"] == pytest.approx(result.metrics["val/acc"])  # same images

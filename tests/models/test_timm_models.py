@@ -1,0 +1,135 @@
+"""timm/<name>: small images, offline-only pretrained weights (local file, local HF cache)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cnnsweep.config import ModelConfig
+from cnnsweep.models import ModelError, build_model, create_model, load_weights
+
+ARCH = "test_resnet"  # timm's tiny test model (~0.4M params); hf_hub_id timm/test_resnet.r160_in1k
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any connection attempt fails the test: pretrained loading must stay offline."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty, private Hugging Face cache (never the user's real one)."""
+    from huggingface_hub import constants
+    cache = tmp_path / "hf"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def _source_weights(num_classes: int = 7) -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    return create_model(f"timm/{ARCH}", num_classes, 3, 32).state_dict()
+
+
+def _assert_backbone_loaded(model, saved: dict[str, torch.Tensor]) -> None:
+    for name, tensor in model.state_dict().items():
+        if not name.startswith("fc."):
+            assert torch.equal(tensor, saved[name]), name
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_small_images_work(channels):
+    model = create_model(f"timm/{ARCH}", 43, channels, 32)
+    logits = model(torch.randn(2, channels, 32, 32))
+    assert logits.shape == (2, 43)
+    logits.sum().backward()
+
+
+def test_vit_gets_the_image_size():
+    model = create_model("timm/test_vit", 10, 3, 32)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_pretrained_without_weights_fails_fast_offline_and_says_where(no_network, hf_cache):
+    start = time.perf_counter()
+    with pytest.raises(ModelError) as info:
+        build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True), 10, 3, 32)
+    assert time.perf_counter() - start < 5
+    message = str(info.value)
+    assert "model.weights" in message
+    assert str(hf_cache / "models--timm--test_resnet.r160_in1k") in message
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_local_file_loads_backbone_and_reinitialises_head(tmp_path, no_network, suffix):
+    saved = _source_weights(num_classes=7)
+    path = tmp_path / f"weights{suffix}"
+    save_file(saved, str(path)) if suffix == ".safetensors" else torch.save(saved, path)
+    model = build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True, weights=str(path)), 5, 3, 32)
+    _assert_backbone_loaded(model, saved)
+    assert model.fc.weight.shape == (5, saved["fc.weight"].shape[1])
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+
+
+def test_same_number_of_classes_loads_the_head_too(tmp_path):
+    saved = _source_weights(num_classes=5)
+    save_file(saved, str(tmp_path / "w.safetensors"))
+    model = create_model(f"timm/{ARCH}", 5, 3, 32)
+    report = load_weights(model, tmp_path / "w.safetensors")
+    assert report.skipped == [] and report.num_loaded == len(saved)
+    assert torch.equal(model.fc.weight, saved["fc.weight"])
+
+
+def test_rgb_weights_adapt_to_one_channel(tmp_path):
+    saved = _source_weights()
+    save_file(saved, str(tmp_path / "w.safetensors"))
+    model = create_model(f"timm/{ARCH}", 5, 1, 32)
+    report = load_weights(model, tmp_path / "w.safetensors")
+    assert report.adapted == ["conv1.0.weight"]
+    torch.testing.assert_close(model.conv1[0].weight, saved["conv1.0.weight"].sum(1, keepdim=True))
+
+
+def test_hf_cache_is_used_offline(hf_cache, no_network):
+    saved = _source_weights()
+    snapshot = hf_cache / "models--timm--test_resnet.r160_in1k" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    save_file(saved, str(snapshot / "model.safetensors"))
+    model = build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True), 5, 3, 32)
+    _assert_backbone_loaded(model, saved)
+
+
+def test_weights_for_another_architecture_are_refused(tmp_path):
+    cnn = create_model("cnn", 5, 3, 32)
+    torch.save(cnn.state_dict(), tmp_path / "cnn.pth")
+    with pytest.raises(ModelError, match="does not match"):
+        build_model(ModelConfig(name=f"timm/{ARCH}", weights=str(tmp_path / "cnn.pth")), 5, 3, 32)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_code_carrying_weights_file_is_refused(tmp_path, capsys):
+    torch.save({"fc.weight": _Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(ModelError, match="weights-only"):
+        load_weights(create_model(f"timm/{ARCH}", 5), tmp_path / "evil.pth")
+    assert "code ran" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,match", [("missing.safetensors", "not found"), ("w.npz", "must end in")])
+def test_bad_weight_paths(tmp_path, name, match):
+    (tmp_path / "w.npz").write_bytes(b"x")
+    with pytest.raises(ModelError, match=match):
+        load_weights(create_model(f"timm/{ARCH}", 5), tmp_path / name)
