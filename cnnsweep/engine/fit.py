@@ -53,14 +53,16 @@ class _Run:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _prepare_splits(dataset: ImageDataset, preprocess: Preprocess, device: torch.device):
-    """Move each split to the device once, then run the deterministic preprocessing there."""
-    out = {}
-    for name in ("train", "valid", "test"):
+def _prepare_splits(cfg: RunConfig, dataset: ImageDataset, device: torch.device):
+    """Move each split to the device once, run the deterministic preprocessing there (once: CLAHE is
+    costly), and measure the normalization statistics on the prepared training split."""
+    preprocess, train_x = Preprocess.fit_prepare(cfg.data, dataset.train.images.to(device))
+    out = {"train": (train_x, dataset.train.labels.to(device))}
+    for name in ("valid", "test"):
         split = getattr(dataset, name)
-        if split is not None:
+        if split is not None and len(split):
             out[name] = (preprocess.prepare(split.images.to(device)), split.labels.to(device))
-    return out
+    return preprocess, out
 
 
 def _build_batches(cfg: RunConfig, images: torch.Tensor, labels: torch.Tensor, hooks: FitHooks) -> DeviceBatches:
@@ -74,8 +76,7 @@ def _build_batches(cfg: RunConfig, images: torch.Tensor, labels: torch.Tensor, h
 def _build_run(cfg: RunConfig, dataset: ImageDataset, hooks: FitHooks) -> _Run:
     device = hooks.device
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # same init on every rank
-    preprocess = Preprocess.fit(cfg.data, dataset.train.images)
-    splits = _prepare_splits(dataset, preprocess, device)
+    preprocess, splits = _prepare_splits(cfg, dataset, device)
     num_classes = len(dataset.class_names)
     model = build_model(cfg.model, num_classes, preprocess.in_channels, preprocess.image_size).to(device)
     batches = _build_batches(cfg, *splits["train"], hooks)

@@ -1,0 +1,289 @@
+"""Preprocess (prepare/normalize/serialization) and BatchAugment, on synthetic patterns and real GTSRB."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from cnnsweep.config import AugmentConfig, DataConfig
+from cnnsweep.transforms import (AugmentParams, BatchAugment, Preprocess, build_augment,
+                                 default_balance_augment)
+from cnnsweep.transforms import preprocess as preprocess_module
+
+
+@pytest.fixture(scope="module")
+def gtsrb_sample(gtsrb_root) -> torch.Tensor:
+    """512 real GTSRB validation images spread over all classes, uint8 N x 3 x 32 x 32."""
+    from cnnsweep.data.safe_pickle import load_pickle
+
+    features = load_pickle(gtsrb_root / "valid.pickle")["features"]
+    return torch.from_numpy(np.ascontiguousarray(features[::len(features) // 512][:512])).permute(0, 3, 1, 2)
+
+
+def random_images(n: int = 6, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, c, size, size), dtype=torch.uint8, generator=g)
+
+
+def asymmetric_pattern(c: int = 3, size: int = 32) -> torch.Tensor:
+    """An L-shaped bright mark inside a black border: no rotation or mirror symmetry."""
+    x = torch.zeros(1, c, size, size, dtype=torch.uint8)
+    x[..., 6:20, 8:12] = 255
+    x[..., 16:20, 8:22] = 180
+    x[..., 24:27, 20:23] = 90
+    return x
+
+
+# ---------------------------------------------------------------------------- Preprocess
+
+
+@pytest.mark.parametrize("image_size", [None, 16, 48])
+@pytest.mark.parametrize("grayscale", [False, True])
+@pytest.mark.parametrize("equalize", ["none", "global", "clahe"])
+def test_every_option_gives_declared_shapes_and_dtypes(image_size, grayscale, equalize):
+    x = random_images()
+    cfg = DataConfig(image_size=image_size, grayscale=grayscale, equalize=equalize, clahe_grid=4)
+    pre = Preprocess.fit(cfg, x)
+    side = image_size or 32
+    assert pre.input_shape == (1 if grayscale else 3, side, side)
+    assert (pre.in_channels, pre.image_size) == (pre.input_shape[0], side)
+    prepared = pre.prepare(x)
+    assert prepared.dtype == torch.uint8 and prepared.shape == (len(x), *pre.input_shape)
+    out = pre(x)
+    assert out.dtype == torch.float32 and out.shape == prepared.shape
+
+
+def test_fitted_stats_match_numpy_on_real_gtsrb(gtsrb_sample):
+    pre = Preprocess.fit(DataConfig(), gtsrb_sample)
+    rgb = gtsrb_sample.numpy().astype(np.float64) / 255
+    np.testing.assert_allclose(pre.mean, rgb.mean(axis=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(pre.std, rgb.std(axis=(0, 2, 3)), rtol=1e-6)
+
+    gray = Preprocess.fit(DataConfig(grayscale=True), gtsrb_sample)
+    # ITU-R 601 luma in 1/1000 units, rounded half up to uint8
+    milli = np.tensordot([299, 587, 114], gtsrb_sample.numpy().astype(np.int64), axes=(0, 1))[:, None]
+    luma = (milli + 500) // 1000
+    assert gray.in_channels == 1 and np.array_equal(gray.prepare(gtsrb_sample).numpy(), luma)
+    np.testing.assert_allclose(gray.mean, [luma.mean() / 255], rtol=1e-5)
+    np.testing.assert_allclose(gray.std, [luma.std() / 255], rtol=1e-5)
+
+
+@pytest.mark.parametrize("options", [{}, {"grayscale": True, "equalize": "clahe"}, {"image_size": 24}])
+def test_normalize_after_fit_standardizes_the_train_sample(gtsrb_sample, options):
+    x = gtsrb_sample[:128] if options.get("equalize") == "clahe" else gtsrb_sample  # CLAHE: ~2 ms/image
+    pre, prepared = Preprocess.fit_prepare(DataConfig(**options), x)
+    assert torch.equal(prepared, pre.prepare(x))
+    z = pre.normalize(prepared).double()
+    torch.testing.assert_close(z.mean(dim=(0, 2, 3)), torch.zeros(pre.in_channels, dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(dim=(0, 2, 3)), torch.ones(pre.in_channels, dtype=torch.float64),
+                               atol=1e-3, rtol=0)
+
+
+def test_normalize_off_only_rescales():
+    x = random_images()
+    pre = Preprocess.fit(DataConfig(normalize=False), x)
+    assert pre.mean == (0.0, 0.0, 0.0) and pre.std == (1.0, 1.0, 1.0)
+    torch.testing.assert_close(pre(x), x.float() / 255)
+
+
+def test_fit_in_chunks_equals_fit_at_once(gtsrb_sample, monkeypatch):
+    cfg, x = DataConfig(equalize="clahe", image_size=40), gtsrb_sample[:96]
+    whole, prepared = Preprocess.fit_prepare(cfg, x)
+    monkeypatch.setattr(preprocess_module, "_CHUNK_ELEMENTS", 3 * 40 * 40 * 7)  # 7 images per chunk
+    chunked, prepared_in_chunks = Preprocess.fit_prepare(cfg, x)
+    assert torch.equal(prepared_in_chunks, prepared)
+    np.testing.assert_allclose(chunked.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(chunked.std, whole.std, rtol=1e-12)
+
+
+def low_contrast_ramp(c: int) -> torch.Tensor:
+    ramp = torch.linspace(100, 130, 32).round().to(torch.uint8)
+    return ramp.view(1, 1, 1, 32).expand(1, c, 32, 32).contiguous()
+
+
+def test_global_equalization_spreads_a_low_contrast_histogram():
+    pre = Preprocess.fit(DataConfig(equalize="global", normalize=False), low_contrast_ramp(1))
+    out = pre.prepare(low_contrast_ramp(1))
+    assert out.min() <= 10 and out.max() == 255  # was 100..130
+
+
+def test_color_equalization_keeps_hue():
+    red = low_contrast_ramp(3)
+    red[:, 1:] //= 2  # reddish: R > G = B everywhere
+    pre = Preprocess.fit(DataConfig(equalize="global", normalize=False), red)
+    out = pre.prepare(red).int()
+    assert out.max() - out.min() > 150  # contrast stretched...
+    assert (out[:, 0] >= out[:, 1]).all() and (out[:, 0] >= out[:, 2]).all()  # ...still red, not gray
+
+
+def test_clahe_changes_real_images_and_stays_in_range(gtsrb_sample):
+    x = gtsrb_sample[:64]
+    for grayscale in (False, True):
+        pre = Preprocess.fit(DataConfig(equalize="clahe", grayscale=grayscale, normalize=False), x)
+        plain = Preprocess.fit(DataConfig(grayscale=grayscale, normalize=False), x)
+        out, ref = pre.prepare(x).float(), plain.prepare(x).float()
+        assert (out - ref).abs().mean() > 5  # mean change, 0..255 units
+        per_image_std = lambda t: t.std(dim=(1, 2, 3))  # noqa: E731
+        assert per_image_std(out).mean() > per_image_std(ref).mean() + 5  # contrast within images goes up
+
+
+def test_to_dict_round_trip_is_exact(gtsrb_sample):
+    x = gtsrb_sample[:32]
+    for cfg in (DataConfig(), DataConfig(grayscale=True, equalize="clahe", clahe_clip=3.5, clahe_grid=4,
+                                         image_size=48)):
+        pre = Preprocess.fit(cfg, x)
+        back = Preprocess.from_dict(json.loads(json.dumps(pre.to_dict())))
+        assert back == pre and back.to_dict() == pre.to_dict()
+        assert torch.equal(back(x), pre(x))
+
+
+def test_from_dict_rejects_bad_dicts():
+    good = Preprocess(source_size=(32, 32), source_channels=3, mean=(0.5,) * 3, std=(0.2,) * 3).to_dict()
+    with pytest.raises(ValueError, match="keys"):
+        Preprocess.from_dict({k: v for k, v in good.items() if k != "mean"})
+    with pytest.raises(ValueError, match="equalize"):
+        Preprocess.from_dict({**good, "equalize": "magic"})
+    with pytest.raises(ValueError, match="mean/std"):
+        Preprocess.from_dict({**good, "mean": [0.5]})
+
+
+def test_normalize_module_matches_normalize(gtsrb_sample):
+    pre = Preprocess.fit(DataConfig(), gtsrb_sample)
+    x = pre.prepare(gtsrb_sample[:16])
+    assert torch.equal(pre.normalize_module()(x), pre.normalize(x))
+
+
+def test_prepare_hwc_matches_prepare_on_nchw(gtsrb_sample):
+    x = gtsrb_sample[:16]
+    pre = Preprocess.fit(DataConfig(equalize="global", image_size=24), x)
+    nhwc = x.permute(0, 2, 3, 1).numpy()
+    expected = pre.prepare(x)
+    assert torch.equal(pre.prepare_hwc(nhwc), expected)
+    assert torch.equal(pre.prepare_hwc(nhwc[3]), expected[3:4])  # one H x W x C image
+    rgba = np.concatenate([nhwc, np.full(nhwc.shape[:3] + (1,), 7, np.uint8)], axis=-1)
+    assert torch.equal(pre.prepare_hwc(rgba), expected)  # alpha dropped
+
+
+def test_prepare_hwc_adapts_channels_and_size():
+    color = Preprocess(source_size=(32, 32), source_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    gray_upload = np.arange(50 * 40, dtype=np.int64).reshape(50, 40).astype(np.uint8)
+    out = color.prepare_hwc(gray_upload)
+    assert out.shape == (1, 3, 32, 32) and torch.equal(out[:, 0], out[:, 2])  # gray -> RGB, resized
+    mnist_like = Preprocess(source_size=(28, 28), source_channels=1, mean=(0.1,), std=(0.3,))
+    assert mnist_like.prepare_hwc(np.zeros((2, 64, 64, 3), np.uint8)).shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((32, 32, 3), np.float32), np.zeros((32, 32, 5), np.uint8),
+                                 np.zeros((1, 1, 32, 32, 3), np.uint8), "not an image"])
+def test_prepare_hwc_rejects_bad_input_clearly(bad):
+    pre = Preprocess(source_size=(32, 32), source_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    with pytest.raises(ValueError, match="image"):
+        pre.prepare_hwc(bad)
+
+
+# ---------------------------------------------------------------------------- BatchAugment
+
+
+def test_build_augment_is_none_when_nothing_is_enabled():
+    assert build_augment(AugmentConfig()) is None
+    assert isinstance(build_augment(AugmentConfig(hflip=True)), BatchAugment)
+
+
+@pytest.mark.parametrize("option", [{"rotation": 20}, {"translate": 0.2}, {"scale": 0.3}, {"hflip": True},
+                                    {"brightness": 0.4}, {"contrast": 0.4}, {"saturation": 0.4}])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_option_keeps_shape_dtype_and_changes_images(option, channels):
+    x = random_images(n=8, c=channels)
+    out = build_augment(AugmentConfig(**option))(x, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    if not ("saturation" in option and channels == 1):  # saturation is a no-op on gray images
+        assert not torch.equal(out, x)
+
+
+def test_near_zero_strengths_are_the_identity():
+    aug = BatchAugment(AugmentConfig(rotation=1e-4, translate=1e-6, scale=1e-6, brightness=1e-6,
+                                     contrast=1e-6, saturation=1e-6))
+    x = random_images(n=8)
+    assert torch.equal(aug(x, torch.Generator().manual_seed(1)), x)
+
+
+def test_rotation_by_180_turns_the_pattern_upside_down():
+    x = asymmetric_pattern()
+    out = BatchAugment(AugmentConfig(rotation=180)).apply(x, AugmentParams(angle=torch.tensor([180.0])))
+    assert torch.equal(out, torch.rot90(x, 2, dims=(2, 3)))
+    assert not torch.equal(out, x)
+
+
+def test_rotation_matches_torchvision_rotate():
+    x = asymmetric_pattern()  # black border: our border padding and torchvision's zero fill agree
+    out = BatchAugment(AugmentConfig(rotation=30)).apply(x, AugmentParams(angle=torch.tensor([30.0])))
+    ref = TF.rotate(x, 30.0, interpolation=TF.InterpolationMode.BILINEAR)
+    assert (out.int() - ref.int()).abs().max() <= 1
+
+
+def test_translate_shifts_right_and_down():
+    x = asymmetric_pattern()
+    shift = AugmentParams(translate=torch.tensor([[0.25, 0.125]]))  # 8 px right, 4 px down
+    out = BatchAugment(AugmentConfig(translate=0.25)).apply(x, shift)
+    assert torch.equal(out[..., 4:, 8:], x[..., :-4, :-8])
+
+
+def test_hflip_mirrors_about_half_of_the_batch():
+    x = asymmetric_pattern().expand(32, -1, -1, -1).contiguous()
+    out = BatchAugment(AugmentConfig(hflip=True))(x, torch.Generator().manual_seed(0))
+    flipped = torch.tensor([torch.equal(o, x[0].flip(-1)) for o in out])
+    kept = torch.tensor([torch.equal(o, x[0]) for o in out])
+    assert (flipped | kept).all() and 4 <= flipped.sum() <= 28
+
+
+def test_parameters_differ_per_sample():
+    x = asymmetric_pattern().expand(16, -1, -1, -1).contiguous()
+    out = BatchAugment(AugmentConfig(rotation=30, brightness=0.3))(x, torch.Generator().manual_seed(0))
+    assert len({o.numpy().tobytes() for o in out}) == 16
+
+
+def test_mask_leaves_unmasked_samples_bit_identical():
+    x = random_images(n=10)
+    mask = torch.tensor([True, False] * 5)
+    out = default_balance_augment()(x, torch.Generator().manual_seed(0), mask=mask)
+    assert torch.equal(out[~mask], x[~mask])
+    assert all(not torch.equal(o, i) for o, i in zip(out[mask], x[mask]))
+
+
+def test_same_seed_same_output_other_seed_other_output():
+    aug = BatchAugment(AugmentConfig(rotation=15, translate=0.1, scale=0.1, brightness=0.2, contrast=0.2,
+                                     saturation=0.2, hflip=True))
+    x = random_images(n=8)
+    a = aug(x, torch.Generator().manual_seed(42))
+    assert torch.equal(a, aug(x, torch.Generator().manual_seed(42)))
+    assert not torch.equal(a, aug(x, torch.Generator().manual_seed(43)))
+
+
+@pytest.mark.parametrize("factor", [0.6, 1.4])
+def test_brightness_moves_mean_the_right_way_like_torchvision(gtsrb_sample, factor):
+    x = gtsrb_sample[:32]
+    params = AugmentParams(brightness=torch.full((len(x),), factor))
+    out = BatchAugment(AugmentConfig(brightness=0.5)).apply(x, params)
+    assert (out.float().mean() > x.float().mean()) == (factor > 1)
+    assert (out.int() - TF.adjust_brightness(x, factor).int()).abs().max() <= 1
+
+
+def test_contrast_and_saturation_follow_torchvision(gtsrb_sample):
+    x = gtsrb_sample[:32]
+    aug = BatchAugment(AugmentConfig(contrast=0.5, saturation=0.5))
+    low = aug.apply(x, AugmentParams(contrast=torch.full((len(x),), 0.5)))
+    assert low.float().std() < x.float().std()
+    assert (low.int() - TF.adjust_contrast(x, 0.5).int()).abs().max() <= 1
+    gray = aug.apply(x, AugmentParams(saturation=torch.zeros(len(x))))
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+
+
+def test_default_balance_augment_is_mild():
+    aug = default_balance_augment()
+    assert (aug.cfg.rotation, aug.cfg.translate, aug.cfg.scale) == (10, 0.1, 0.1)
+    assert (aug.cfg.brightness, aug.cfg.contrast, aug.cfg.saturation, aug.cfg.hflip) == (0.2, 0.2, 0, False)
