@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Optional
 
 import numpy as np
@@ -12,20 +13,38 @@ from torch import nn
 
 from cnnsweep.engine.amp import AmpSettings
 
+log = logging.getLogger(__name__)
+
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images: torch.Tensor, prepare: Callable, *, batch_size: int,
-                   amp: Optional[AmpSettings] = None) -> torch.Tensor:
-    """fp32 logits for uint8 `images` (N x C x H x W, on the model's device), in eval mode."""
-    was_training = model.training
-    model.eval()
+def _predict_batches(model: nn.Module, images: torch.Tensor, prepare: Callable, batch_size: int,
+                     amp: Optional[AmpSettings]) -> torch.Tensor:
     out = []
     for start in range(0, images.shape[0], batch_size):
         xb = prepare(images[start:start + batch_size])
         with amp.autocast() if amp else torch.autocast("cpu", enabled=False):
             out.append(model(xb).float())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return torch.cat(out) if out else torch.empty(0, device=images.device)
+
+
+def predict_logits(model: nn.Module, images: torch.Tensor, prepare: Callable, *, batch_size: int,
+                   amp: Optional[AmpSettings] = None) -> torch.Tensor:
+    """fp32 logits for uint8 `images` (N x C x H x W, on the model's device), in eval mode.
+    On a CUDA out-of-memory error the batch is halved and the pass retried."""
+    was_training = model.training
+    model.eval()
+    try:
+        while True:
+            try:
+                return _predict_batches(model, images, prepare, batch_size, amp)
+            except torch.OutOfMemoryError:
+                if batch_size <= 1:
+                    raise
+                torch.cuda.empty_cache()
+                batch_size //= 2
+                log.warning("CUDA out of memory in evaluation: batch halved to %d", batch_size)
+    finally:
+        model.train(was_training)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,

@@ -111,7 +111,9 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     gen = torch.Generator(device=device)
     gen.manual_seed(run.cfg.train.seed * 100_003 + epoch * 1_009 + run.hooks.rank)  # distinct per rank/epoch
     run.batches.set_epoch(epoch)
-    loss_sum, correct, seen = 0.0, 0, 0
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
     start = time.perf_counter()
     for x, y, mask in run.batches.batches_with_mask():
         if run.augment is not None:
@@ -123,7 +125,7 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"train/loss": loss_sum / max(1, seen), "train/acc": correct / max(1, seen),
+    return {"train/loss": loss_sum.item() / max(1, seen), "train/acc": correct.item() / max(1, seen),
             "images_per_s": seen * run.hooks.world_size / max(seconds, 1e-9), "train/seconds": seconds,
             "lr": run.step.optimizer.param_groups[0]["lr"], "micro_batch_size": run.step.micro_batch}
 

@@ -38,11 +38,14 @@ def _sync_context(model: nn.Module, sync: bool):
     return contextlib.nullcontext()
 
 
-def _accumulate(state: StepState, x: torch.Tensor, y: torch.Tensor, prepare: Callable) -> tuple[float, int]:
-    """Forward/backward every micro-batch; returns (sum of losses x samples, num correct)."""
+def _accumulate(state: StepState, x: torch.Tensor, y: torch.Tensor,
+                prepare: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward/backward every micro-batch; returns (sum of losses x samples, num correct) as device
+    tensors: calling .item() here would stall the GPU pipeline once per micro-step."""
     n = x.shape[0]
     chunks = range(0, n, state.micro_batch)
-    loss_sum, correct = 0.0, 0
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
     for i, start in enumerate(chunks):
         xb, yb = prepare(x[start:start + state.micro_batch]), y[start:start + state.micro_batch]
         with _sync_context(state.model, sync=i == len(chunks) - 1):
@@ -52,8 +55,8 @@ def _accumulate(state: StepState, x: torch.Tensor, y: torch.Tensor, prepare: Cal
             # Weight each micro-batch by its share of the batch, so the accumulated gradient equals
             # the gradient of the mean loss over the whole batch (exactly, for equal chunks).
             state.scaler.scale(loss * (yb.shape[0] / n)).backward()
-        loss_sum += loss.detach().item() * yb.shape[0]
-        correct += (logits.detach().argmax(1) == yb).sum().item()
+        loss_sum += loss.detach() * yb.shape[0]
+        correct += (logits.detach().argmax(1) == yb).sum()
     return loss_sum, correct
 
 
@@ -70,11 +73,12 @@ def _apply_update(state: StepState) -> None:
 
 
 def train_step(state: StepState, x: torch.Tensor, y: torch.Tensor,
-               prepare: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
+               prepare: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor | int]:
     """One optimizer step on this worker's batch `x` (uint8, prepared by `prepare` per micro-batch).
 
     On a CUDA out-of-memory error the micro-batch is halved (so accumulation steps double and the
     effective batch is unchanged), the partial gradients are dropped, and the step is retried.
+    Returns {"loss": mean loss, "correct": count, "n": samples}; loss and correct stay on the device.
     """
     while True:
         try:
