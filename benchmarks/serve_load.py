@@ -1,0 +1,179 @@
+"""Load on the HTTP endpoint over loopback: throughput, p50/p95/p99 latency and errors at concurrency
+1, 8, 32 and 128, and the ratio of served throughput to in-process ONNX Runtime on the same cores.
+
+    .venv/bin/python benchmarks/serve_load.py --data ../shared/data/gtsrb            # starts a server
+    .venv/bin/python benchmarks/serve_load.py --url http://127.0.0.1:8000 --model model   # a running one
+
+Requests are real GTSRB validation images: `--mode predict` POSTs one PNG per request to /predict
+(what a `curl` user does); `--mode infer` POSTs OIP v2 binary UINT8 tensors of `--images-per-request`
+raw images to /infer. Each level is bounded by `--requests` and `--seconds`. The load generator runs
+on the same cores as the server (say so when quoting the numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import time
+from collections import Counter
+
+import aiohttp
+import numpy as np
+from PIL import Image
+
+from cnnsweep.data import load_dataset
+from cnnsweep.export import create_session, read_metadata, run_logits
+from gtsrb_model import ensure_model
+
+
+def png_bodies(images: np.ndarray) -> list[bytes]:
+    out = []
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray(img.transpose(1, 2, 0)).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def infer_bodies(images: np.ndarray, per_request: int) -> list[tuple[bytes, int]]:
+    """Triton binary requests: JSON header + raw N x H x W x C uint8 pixels."""
+    out = []
+    for i in range(0, len(images) - per_request + 1, per_request):
+        hwc = np.ascontiguousarray(images[i:i + per_request].transpose(0, 2, 3, 1))
+        head = json.dumps({"inputs": [{"name": "image", "shape": list(hwc.shape), "datatype": "UINT8",
+                                       "parameters": {"binary_data_size": hwc.nbytes}}],
+                           "outputs": [{"name": "logits", "parameters": {"classification": 1}}]}).encode()
+        out.append((head + hwc.tobytes(), len(head)))
+    return out
+
+
+async def run_level(url: str, bodies: list, mode: str, concurrency: int, max_requests: int, seconds: float) -> dict:
+    latencies, codes, sent = [], Counter(), 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal sent
+        while sent < max_requests and time.perf_counter() < deadline:
+            body = bodies[sent % len(bodies)]
+            sent += 1
+            if mode == "predict":
+                data, headers = body, {"Content-Type": "image/png"}
+            else:
+                data, headers = body[0], {"Inference-Header-Content-Length": str(body[1]),
+                                          "Content-Type": "application/octet-stream"}
+            t = time.perf_counter()
+            try:
+                async with session.post(url, data=data, headers=headers) as r:
+                    await r.read()
+                    codes[r.status] += 1
+            except aiohttp.ClientError as err:
+                codes[type(err).__name__] += 1
+                continue
+            latencies.append(time.perf_counter() - t)
+
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as s:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(s) for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    return summarize(latencies, codes, wall, concurrency)
+
+
+def summarize(latencies: list[float], codes: Counter, wall: float, concurrency: int) -> dict:
+    ok = codes.get(200, 0)
+    ms = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
+    return {"concurrency": concurrency, "requests": sum(codes.values()), "ok": ok, "seconds": round(wall, 2),
+            "requests_per_s": ok / wall, "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
+            "errors": {str(k): v for k, v in codes.items() if k != 200},
+            "server_errors_5xx": sum(v for k, v in codes.items() if isinstance(k, int) and k >= 500)}
+
+
+def in_process_ort(session, x: np.ndarray, batch: int, seconds: float = 2.0) -> float:
+    """Images/s of the same model in this process (a session with the replica's thread count) at `batch`."""
+    xb = x[:batch]
+    for _ in range(5):
+        run_logits(session, xb)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run_logits(session, xb)
+        n += len(xb)
+    return n / (time.perf_counter() - start)
+
+
+def start_local_server(onnx_path: str, args) -> str:
+    from cnnsweep.serving import build_settings, start_server
+
+    settings = build_settings({"models": [{"path": onnx_path, "name": args.model}],
+                               "max_batch_size": args.max_batch_size, "num_cpus": args.cpus_per_replica,
+                               "max_ongoing_requests": max(256, 4 * args.max_batch_size),
+                               "max_queued_requests": args.max_queued})
+    return start_server(settings, port=args.port)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="../shared/data/gtsrb")
+    p.add_argument("--model-dir", default="runs/bench-gtsrb")
+    p.add_argument("--url", default=None, help="a running server (else one is started here)")
+    p.add_argument("--model", default="gtsrb")
+    p.add_argument("--port", type=int, default=8123)
+    p.add_argument("--mode", choices=["predict", "infer"], default="predict")
+    p.add_argument("--images-per-request", type=int, default=1, help="--mode infer only")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
+    p.add_argument("--requests", type=int, default=2000, help="max requests per level")
+    p.add_argument("--seconds", type=float, default=20, help="max seconds per level")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--cpus-per-replica", type=float, default=2)
+    p.add_argument("--max-queued", type=int, default=512)
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    report = ensure_model(args.data, args.model_dir)
+    info = read_metadata(report["onnx"])
+    valid = load_dataset(validate_data(info.config["data"], args.data)).valid.images[:512]
+    x = info.preprocess(valid).numpy()
+    threads = max(1, int(args.cpus_per_replica))
+    session = create_session(report["onnx"], num_threads=threads, device="cpu")
+    base = args.url or start_local_server(report["onnx"], args)
+    url = f"{base}/v2/models/{args.model}/{args.mode}"
+    raw = valid.numpy()
+    bodies = png_bodies(raw) if args.mode == "predict" else infer_bodies(raw, args.images_per_request)
+    per_request = 1 if args.mode == "predict" else args.images_per_request
+    levels = []
+    for c in args.concurrency:
+        level = asyncio.run(run_level(url, bodies, args.mode, c, args.requests, args.seconds))
+        level["images_per_s"] = level["requests_per_s"] * per_request
+        # The baseline is measured right after each level: on a shared machine the background load
+        # drifts within minutes, and a ratio is only meaningful between numbers taken together.
+        level["ort_images_per_s"] = {b: in_process_ort(session, x, b) for b in (1, args.max_batch_size)}
+        level["ratio_vs_ort_batch"] = level["images_per_s"] / level["ort_images_per_s"][args.max_batch_size]
+        level["ratio_vs_ort_batch_1"] = level["images_per_s"] / level["ort_images_per_s"][1]
+        level["loadavg"] = os.getloadavg()[0]
+        levels.append(level)
+        print(format_level(level), flush=True)
+    print(json.dumps({"mode": args.mode, "images_per_request": per_request, "cpu_count": os.cpu_count(),
+                      "replica_threads": threads, "max_batch_size": args.max_batch_size, "levels": levels}))
+
+
+def validate_data(data: dict, root: str):
+    from cnnsweep.config import DataConfig
+
+    return DataConfig.model_validate({**data, "root": root})
+
+
+def format_level(r: dict) -> str:
+    return (f"c={r['concurrency']:>4}  {r['ok']:>5}/{r['requests']:<5} ok  {r['images_per_s']:8.1f} img/s  "
+            f"p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
+            f"errors {r['errors'] or '-'}  in-process ORT {max(r['ort_images_per_s'].values()):7.0f} img/s  "
+            f"served/ORT(batch) {r['ratio_vs_ort_batch']:.3f}  served/ORT(batch 1) {r['ratio_vs_ort_batch_1']:.3f}  "
+            f"load {r['loadavg']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""`cnnsweep serve MODEL.onnx [MODEL2.onnx ...]`."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from cnnsweep.cli.app import USAGE_EXIT, app, err, friendly_errors
+
+
+def _specs(models: List[str], names: Optional[List[str]]) -> list[dict]:
+    from cnnsweep.serving import ServeConfigError
+
+    if names and len(names) != len(models):
+        raise ServeConfigError(f"--name given {len(names)} times for {len(models)} models: give one per model")
+    return [{"path": m, "name": n} for m, n in zip(models, names or [None] * len(models))]
+
+
+def _ready_message(url: str, names: list[str]) -> None:
+    err.print(f"[bold green]serving[/] {', '.join(names)} at {url}  (Ctrl-C to stop)", highlight=False)
+    err.print(f"  curl -F file=@img.png {url}/v2/models/{names[0]}/predict", highlight=False, soft_wrap=True)
+    err.print(f"  API docs: {url}/docs", highlight=False)
+
+
+@app.command("serve")
+@friendly_errors
+def serve_cmd(
+    models: List[str] = typer.Argument(..., help=".onnx files written by `cnnsweep export`"),
+    name: Optional[List[str]] = typer.Option(None, "--name", help="served name, one per model, in order "
+                                             "[file name without .onnx]"),
+    host: str = typer.Option("127.0.0.1", "--host", help="bind address (0.0.0.0 exposes it to the network; "
+                             "the API has no authentication)"),
+    port: int = typer.Option(8000, "--port"),
+    replicas: int = typer.Option(1, "--replicas", help="replicas, each holding every model"),
+    max_batch_size: int = typer.Option(32, "--max-batch-size", help="images per ONNX Runtime call (and per request)"),
+    batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", help="how long a batch waits to fill, ms"),
+    cpus_per_replica: float = typer.Option(1.0, "--cpus-per-replica", help="Ray CPUs per replica "
+                                           "(= ONNX Runtime threads)"),
+    gpus_per_replica: float = typer.Option(0.0, "--gpus-per-replica", help="> 0 runs on CUDA "
+                                           "(needs onnxruntime-gpu)"),
+    max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="request body limit, MiB (413 above)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address [RAY_ADDRESS or local]"),
+) -> None:
+    """Serve models over HTTP with Ray Serve (Open Inference Protocol v2 + image upload); blocks until Ctrl-C."""
+    from cnnsweep.serving import ServeConfigError, build_settings, serve_forever
+
+    try:
+        settings = build_settings({
+            "models": _specs(models, name), "num_replicas": replicas, "max_batch_size": max_batch_size,
+            "max_ongoing_requests": max(128, 4 * max_batch_size), "batch_wait_timeout_s": batch_wait_ms / 1000,
+            "num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica,
+            "max_body_bytes": int(max_body_mb * 1024 * 1024)})
+        names = [m.served_name for m in settings.models]
+        serve_forever(settings, on_ready=lambda url: _ready_message(url, names), host=host, port=port,
+                      address=address)
+    except ServeConfigError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(USAGE_EXIT) from None

@@ -1,0 +1,90 @@
+"""What travels inside the .onnx file: `metadata_props` (string -> string, JSON values).
+
+A server or client needs nothing but the file: class names, input shape, the preprocessing
+(Preprocess.to_dict(), so `Preprocess.from_dict` rebuilds the training-time code path), the config
+and the validation metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from cnnsweep.export.errors import ExportError
+from cnnsweep.transforms import Preprocess
+
+FORMAT = "cnnsweep-onnx/1"
+PREFIX = "cnnsweep."
+INPUT_NAME = "input"  # float32 N x C x H x W, already normalized: Preprocess(...)(uint8 images)
+OUTPUT_NAME = "logits"  # float32 N x num_classes, before softmax
+INPUT_DOC = "float32 N x C x H x W = Preprocess.normalize(Preprocess.prepare(uint8 images)); see cnnsweep.preprocess"
+
+
+@dataclass
+class OnnxModelInfo:
+    """The decoded metadata of an exported model."""
+
+    class_names: list[str]
+    preprocess: Preprocess
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"  # fp32 | int8
+    source: str = ""  # the checkpoint it was exported from
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image as the ONNX input expects it."""
+        return self.preprocess.input_shape
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def build_metadata(info: OnnxModelInfo) -> dict[str, str]:
+    """OnnxModelInfo -> metadata_props entries (all values JSON text)."""
+    c, h, w = info.input_shape
+    values = {"format": FORMAT, "class_names": info.class_names, "num_classes": info.num_classes,
+              "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "input_doc": INPUT_DOC,
+              "input_shape": [c, h, w], "input_channels": c, "image_size": [h, w],
+              "preprocess": info.preprocess.to_dict(), "config": info.config, "metrics": info.metrics,
+              "precision": info.precision, "source": info.source}
+    return {PREFIX + k: json.dumps(v, sort_keys=True) for k, v in values.items()}
+
+
+def set_metadata(model_proto: Any, info: OnnxModelInfo) -> None:
+    """Replace the cnnsweep.* metadata_props of an onnx.ModelProto, in place."""
+    keep = [(p.key, p.value) for p in model_proto.metadata_props if not p.key.startswith(PREFIX)]
+    del model_proto.metadata_props[:]
+    for key, value in keep + sorted(build_metadata(info).items()):
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    model_proto.producer_name = "cnnsweep"
+    model_proto.doc_string = f"cnnsweep classifier ({info.num_classes} classes); input: {INPUT_DOC}"
+
+
+def parse_metadata(props: Mapping[str, str], where: str = "model") -> OnnxModelInfo:
+    """metadata_props (from onnx or from an ORT session's custom_metadata_map) -> OnnxModelInfo."""
+    try:
+        values = {k[len(PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(PREFIX)}
+    except json.JSONDecodeError as err:
+        raise ExportError(f"{where}: cnnsweep metadata is not valid JSON ({err})") from None
+    if values.get("format") != FORMAT:
+        raise ExportError(f"{where}: not a cnnsweep ONNX export (metadata format "
+                          f"{values.get('format')!r}, expected {FORMAT!r}); export it with `cnnsweep export`")
+    try:
+        preprocess = Preprocess.from_dict(values["preprocess"])
+        names = [str(n) for n in values["class_names"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ExportError(f"{where}: broken cnnsweep metadata ({err})") from None
+    return OnnxModelInfo(names, preprocess, dict(values.get("config") or {}), dict(values.get("metrics") or {}),
+                         str(values.get("precision", "fp32")), str(values.get("source", "")))
+
+
+def read_metadata(path: str) -> OnnxModelInfo:
+    """The metadata of an .onnx file (loads the graph but not external data)."""
+    import onnx
+
+    proto = onnx.load(path, load_external_data=False)
+    return parse_metadata({p.key: p.value for p in proto.metadata_props}, where=str(path))

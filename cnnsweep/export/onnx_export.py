@@ -1,0 +1,83 @@
+"""PyTorch model -> one self-contained .onnx file with a dynamic batch dimension and cnnsweep metadata.
+
+Exporter: torch.onnx.export(dynamo=True), the default in torch 2.9+. The legacy TorchScript exporter
+is deprecated (it warns on every call); the dynamo path gives a clean opset-20 graph with BatchNorm
+folded into the convolutions (its `optimize` pass) and a named symbolic batch dim. It writes weights
+to a side file (`model.onnx.data`) by default, so we take its in-memory ModelProto instead, add
+metadata, check it and save it ourselves with every initializer inline: one file, nothing beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnsweep.export.errors import ExportError
+from cnnsweep.export.metadata import INPUT_NAME, OUTPUT_NAME, OnnxModelInfo, set_metadata
+
+# The protobuf limit: above it ONNX needs external data, which the "one file" contract rules out.
+MAX_ONNX_BYTES = 2 * 1024**3
+EXAMPLE_BATCH = 2  # torch.export specializes a batch of 1 to a constant; 2 keeps the dim symbolic
+
+
+def torch_to_onnx(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> Any:
+    """Trace `model` (eval mode, CPU) to an onnx.ModelProto with input `input` [batch, C, H, W]."""
+    model = model.to("cpu").eval()
+    example = torch.zeros(EXAMPLE_BATCH, *input_shape)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    # The exporter narrates its progress on stdout; keep stdout for `--json` output.
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(model, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                        dynamic_shapes=({0: batch},), dynamo=True, external_data=False,
+                                        optimize=True, verbose=False)
+        except Exception as err:  # torch.export raises many types; all mean "this model did not trace"
+            raise ExportError(f"torch.onnx.export failed: {type(err).__name__}: {err}") from err
+    return program.model_proto
+
+
+def check_onnx(model_proto: Any) -> None:
+    """onnx.checker with full_check (types and shapes inferred through the whole graph)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(model_proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        raise ExportError(f"onnx.checker rejected the exported model: {err}") from None
+    names_in = [i.name for i in model_proto.graph.input]
+    names_out = [o.name for o in model_proto.graph.output]
+    if names_in != [INPUT_NAME] or names_out != [OUTPUT_NAME]:
+        raise ExportError(f"exported graph has inputs {names_in} / outputs {names_out}; "
+                          f"expected [{INPUT_NAME!r}] / [{OUTPUT_NAME!r}]")
+    if model_proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value:  # a fixed number, not a name
+        raise ExportError("exported graph has a fixed batch size; expected a dynamic batch dimension")
+
+
+def save_onnx(model_proto: Any, path: str | Path) -> Path:
+    """Write a single-file .onnx atomically (temp file + rename); refuse sizes that need external data."""
+    import onnx
+
+    size = model_proto.ByteSize()
+    if size > MAX_ONNX_BYTES:
+        raise ExportError(f"model is {size / 2**30:.1f} GiB: over the 2 GiB single-file protobuf limit")
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    onnx.save_model(model_proto, str(tmp), save_as_external_data=False)
+    os.replace(tmp, out)
+    return out
+
+
+def export_onnx(model: torch.nn.Module, info: OnnxModelInfo, path: str | Path) -> Path:
+    """Export, attach metadata, check, save. Returns the written path."""
+    proto = torch_to_onnx(model, info.input_shape)
+    set_metadata(proto, info)
+    check_onnx(proto)
+    return save_onnx(proto, path)

@@ -1,0 +1,136 @@
+"""`cnnsweep export` as a library: checkpoint -> verified .onnx (+ optional int8), with a report.
+
+    export_checkpoint(ckpt, "model.onnx")   # one checkpoint
+    export_path("sweeps/out", top=3)        # whatever `cnnsweep export PATH --top 3` does
+    export_best(sweep_dir)                  # the end-of-sweep hook: <sweep>/best/model.onnx
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from cnnsweep.checkpoint import LoadedModel, load_model_from_checkpoint
+from cnnsweep.config import config_to_dict
+from cnnsweep.export.errors import ExportError
+from cnnsweep.export.metadata import OnnxModelInfo
+from cnnsweep.export.onnx_export import export_onnx
+from cnnsweep.export.quantize import quantize_int8
+from cnnsweep.export.runtime import create_session, onnx_accuracy
+from cnnsweep.export.sources import BEST_DIR, MODEL_FILE, resolve_sources
+from cnnsweep.export.verify import ATOL, BATCH_SIZES, verify_session
+
+NUM_CALIBRATION = 512  # training images for int8 calibration: ranges settle well before this
+PREPROCESS_CHUNK = 512  # images preprocessed at a time (bounds float memory for large inputs)
+
+
+@dataclass
+class ExportReport:
+    checkpoint: str
+    onnx: str
+    size_bytes: int
+    verification: dict[str, Any]
+    val_acc_checkpoint: Optional[float] = None  # as recorded at training time
+    int8: Optional[dict[str, Any]] = None  # path, size, val_acc_fp32, val_acc_int8, calibration images
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.verification.get("ok"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checkpoint": self.checkpoint, "onnx": self.onnx, "size_bytes": self.size_bytes,
+                "verification": self.verification, "val_acc_checkpoint": self.val_acc_checkpoint,
+                "int8": self.int8, "seconds": round(self.seconds, 2), "notes": self.notes}
+
+
+def normalized(lm: LoadedModel, images: torch.Tensor) -> np.ndarray:
+    """uint8 N x C x H x W -> float32 model input via the checkpoint's own Preprocess, chunked."""
+    parts = [lm.preprocess(images[i:i + PREPROCESS_CHUNK]).numpy() for i in range(0, len(images), PREPROCESS_CHUNK)]
+    return np.concatenate(parts) if parts else np.zeros((0, *lm.preprocess.input_shape), np.float32)
+
+
+def load_export_data(lm: LoadedModel, data_root: Optional[str] = None):
+    """The dataset the model was trained on (same config, so the same validation split)."""
+    from cnnsweep.data import load_dataset
+
+    cfg_data = lm.config.data if data_root is None else lm.config.data.model_copy(update={"root": data_root})
+    return load_dataset(cfg_data)
+
+
+def build_info(lm: LoadedModel) -> OnnxModelInfo:
+    metrics = {k: float(v) for k, v in lm.metrics.items()
+               if k.startswith(("val/", "test/")) or k == "epoch"}  # evaluation metrics, not training noise
+    return OnnxModelInfo(lm.class_names, lm.preprocess, config_to_dict(lm.config), metrics, "fp32", str(lm.path))
+
+
+def _calibration_subset(images: torch.Tensor, n: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)  # a fixed subset: the same int8 model on every export
+    return images[torch.randperm(len(images), generator=gen)[:n]]
+
+
+def split_accuracy(session, lm: LoadedModel, split) -> float:
+    """Top-1 accuracy of an ONNX model on a whole split, preprocessed chunk by chunk (bounded memory)."""
+    correct = 0
+    for i in range(0, len(split.images), PREPROCESS_CHUNK):
+        x = normalized(lm, split.images[i:i + PREPROCESS_CHUNK])
+        y = split.labels[i:i + PREPROCESS_CHUNK].numpy()
+        correct += round(onnx_accuracy(session, x, y) * len(y))
+    return correct / max(1, len(split.images))
+
+
+def _quantize_and_compare(lm, fp32_path: Path, dataset, num_calibration: int) -> dict[str, Any]:
+    out = fp32_path.with_name(f"{fp32_path.stem}_int8.onnx")
+    calib = normalized(lm, _calibration_subset(dataset.train.images, num_calibration))
+    quantize_int8(fp32_path, out, calib)
+    acc32 = split_accuracy(create_session(fp32_path), lm, dataset.valid)
+    acc8 = split_accuracy(create_session(out), lm, dataset.valid)
+    return {"onnx": str(out), "size_bytes": out.stat().st_size, "val_acc_fp32": acc32, "val_acc_int8": acc8,
+            "accuracy_drop_points": round(100 * (acc32 - acc8), 3), "num_val": len(dataset.valid.images),
+            "num_calibration": len(calib)}
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path, *, int8: bool = False,
+                      data_root: Optional[str] = None, atol: float = ATOL,
+                      num_calibration: int = NUM_CALIBRATION) -> ExportReport:
+    """Export one checkpoint; raises ExportError (and deletes the file) when ORT does not match PyTorch."""
+    start = time.perf_counter()
+    lm = load_model_from_checkpoint(checkpoint)
+    dataset = load_export_data(lm, data_root)
+    path = export_onnx(lm.model, build_info(lm), output)
+    valid = dataset.valid.images[:sum(BATCH_SIZES)]
+    verification = verify_session(create_session(path), lm.model, normalized(lm, valid), atol=atol)
+    report = ExportReport(str(lm.path), str(path), path.stat().st_size, verification.to_dict(),
+                          lm.metrics.get("val/acc"), notes=list(dataset.notes))
+    if not verification.ok:
+        path.unlink(missing_ok=True)  # a model that does not reproduce must not be served by accident
+        report.seconds = time.perf_counter() - start
+        raise ExportError(verification.failure_message(), report)
+    if int8:
+        report.int8 = _quantize_and_compare(lm, path, dataset, num_calibration)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def export_path(path: str | Path, output: Optional[str | Path] = None, *, top: Optional[int] = None,
+                **kwargs: Any) -> list[ExportReport]:
+    """Everything `cnnsweep export PATH` does. `output`: a file for one model, a folder for --top N."""
+    sources = resolve_sources(path, top)
+    reports = []
+    for src in sources:
+        target = src.output
+        if output is not None:
+            target = Path(output) / src.output.name if top is not None else Path(output)
+        reports.append(export_checkpoint(src.checkpoint, target, **kwargs))
+    return reports
+
+
+def export_best(sweep_dir: str | Path, **kwargs: Any) -> ExportReport:
+    """End-of-sweep hook: export <sweep>/best/ to <sweep>/best/model.onnx (kwargs as export_checkpoint)."""
+    return export_path(sweep_dir, Path(sweep_dir) / BEST_DIR / MODEL_FILE, **kwargs)[0]

@@ -1,0 +1,199 @@
+"""The FastAPI app: Open Inference Protocol v2 routes and a plain image-upload /predict route.
+
+Built per replica around a `hub` (the Ray Serve deployment, or any object with `settings`,
+`models` and `async infer(name, x)`), so this module has no Ray in it. Every client mistake is
+answered as a 4xx `{"error": "..."}`; nothing a client sends reaches a 5xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Protocol
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cnnsweep.serving.body import read_body
+from cnnsweep.serving.errors import HttpError
+from cnnsweep.serving.images import IMAGE_CONTENT_TYPES, load_pixels, open_image
+from cnnsweep.serving.model import VERSION, ServedModel
+from cnnsweep.serving.protocol import HEADER_LENGTH, InferRequest, model_input, parse_infer_request
+from cnnsweep.serving.responses import infer_response, top_k
+from cnnsweep.serving.settings import ServeSettings
+
+log = logging.getLogger("cnnsweep.serving")
+JSON_TYPES = {"", "application/json", "application/octet-stream"}  # octet-stream: Triton binary bodies
+# Work below these sizes runs inline on the event loop: decoding and preprocessing a 32 x 32 image
+# takes ~50 us, less than a hop to the thread pool and back (which, on a busy machine, waits for a
+# time slice). Larger images and bodies go to the thread pool so they never stall the loop.
+INLINE_PIXELS = 128 * 128
+INLINE_BODY_BYTES = 256 * 1024
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "image/png": {"schema": {"type": "string", "format": "binary"}},
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    "image/x-portable-pixmap": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+def inline_schema(schema: dict) -> dict:
+    """A pydantic JSON schema with its `$defs` substituted in place: the route's body is read by hand
+    (size and depth limits), so the model is not a FastAPI component that `#/$defs/...` could refer to."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            return resolve(defs[ref.rsplit("/", 1)[-1]]) if ref else {k: resolve(v) for k, v in node.items()}
+        return [resolve(v) for v in node] if isinstance(node, list) else node
+
+    return resolve(schema)
+
+
+INFER_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": inline_schema(InferRequest.model_json_schema())}}}}
+
+
+class Hub(Protocol):
+    settings: ServeSettings
+    models: dict[str, ServedModel]
+
+    async def infer(self, name: str, x: np.ndarray) -> np.ndarray: ...
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def find_model(hub: Hub, name: str, version: Optional[str] = None) -> ServedModel:
+    model = hub.models.get(name)
+    if model is None:
+        raise HttpError(404, f"unknown model {name!r}; serving {sorted(hub.models)}")
+    if version not in (None, "", VERSION):
+        raise HttpError(404, f"model {name!r} has no version {version!r}; versions: [{VERSION!r}]")
+    return model
+
+
+async def read_upload(request: Request, settings: ServeSettings) -> bytes:
+    """The image bytes of a multipart `file` field or of a raw image body."""
+    media = media_type(request)
+    if media != "multipart/form-data" and media not in IMAGE_CONTENT_TYPES | {""}:
+        raise HttpError(415, f"Content-Type {media!r} is not an image upload: send multipart/form-data "
+                             f"(curl -F file=@img.png) or a raw image/png, image/jpeg or PPM body")
+    body = await read_body(request, settings.max_body_bytes)
+    if media != "multipart/form-data":
+        return body
+
+    async def replay() -> dict:  # the body was already read (with the size cap); hand it to the parser
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise HttpError(400, "multipart body needs a file field named `file` (curl -F file=@img.png)")
+    return await upload.read()
+
+
+async def upload_to_input(model: ServedModel, data: bytes, max_pixels: int) -> np.ndarray:
+    """Upload bytes -> model input; large images are decoded and resized off the event loop."""
+    img = open_image(data, max_pixels)  # header only: cheap, and rejects bombs before any decoding
+    if img.size[0] * img.size[1] <= INLINE_PIXELS:
+        return model.prepare_pixels(load_pixels(img))
+    return await run_in_threadpool(lambda: model.prepare_pixels(load_pixels(img)))
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HttpError)
+    async def _http_error(request: Request, exc: HttpError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _starlette(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = " ".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first['msg']}".strip(": ")}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
+
+
+def build_http_app(hub: Hub) -> FastAPI:
+    app = FastAPI(title="cnnsweep inference", version=VERSION,
+                  description="Open Inference Protocol v2 (KServe/Triton REST) + image upload")
+    add_error_handlers(app)
+    add_health_routes(app, hub)
+    add_infer_routes(app, hub)
+    return app
+
+
+def add_health_routes(app: FastAPI, hub: Hub) -> None:
+    @app.get("/v2", summary="server metadata")
+    async def server_metadata() -> dict:
+        return {"name": "cnnsweep", "version": VERSION, "extensions": ["classification", "binary_tensor_data"]}
+
+    @app.get("/v2/health/live", summary="the server is running")
+    async def live() -> dict:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", summary="every model is loaded")
+    async def ready() -> dict:
+        return {"ready": bool(hub.models)}
+
+    @app.get("/v2/models", summary="served models (cnnsweep extension)")
+    async def list_models() -> dict:
+        return {"models": [{"name": n, "versions": [VERSION], "platform": m.metadata()["platform"]}
+                           for n, m in sorted(hub.models.items())]}
+
+    @app.get("/v2/models/{name}", summary="model metadata")
+    @app.get("/v2/models/{name}/versions/{version}", summary="model metadata")
+    async def metadata(name: str, version: Optional[str] = None) -> dict:
+        return find_model(hub, name, version).metadata()
+
+    @app.get("/v2/models/{name}/ready", summary="the model is ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready", summary="the model is ready")
+    async def model_ready(name: str, version: Optional[str] = None) -> dict:
+        return {"name": find_model(hub, name, version).name, "ready": True}
+
+
+def add_infer_routes(app: FastAPI, hub: Hub) -> None:
+    settings = hub.settings
+
+    @app.post("/v2/models/{name}/infer", summary="OIP v2 inference", openapi_extra=INFER_BODY)
+    @app.post("/v2/models/{name}/versions/{version}/infer", summary="OIP v2 inference", openapi_extra=INFER_BODY)
+    async def infer(name: str, request: Request, version: Optional[str] = None) -> Response:
+        model = find_model(hub, name, version)
+        if media_type(request) not in JSON_TYPES:
+            raise HttpError(415, f"Content-Type {media_type(request)!r}: send application/json "
+                                 f"(or Triton binary tensors with Inference-Header-Content-Length)")
+        body = await read_body(request, settings.max_body_bytes)
+        req, tail = parse_infer_request(body, request.headers.get(HEADER_LENGTH), settings.max_json_depth)
+        if len(body) <= INLINE_BODY_BYTES:
+            x = model_input(req, tail, model, settings)
+        else:  # decoding many values / preprocessing many raw pixels: keep the event loop free
+            x = await run_in_threadpool(model_input, req, tail, model, settings)
+        content, header_length = infer_response(req, model, await hub.infer(name, x))
+        if header_length is None:
+            return Response(content, media_type="application/json")
+        return Response(content, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(header_length)})
+
+    @app.post("/v2/models/{name}/predict", summary="classify one uploaded image (PNG, JPEG, PPM)",
+              openapi_extra=PREDICT_BODY)
+    async def predict(name: str, request: Request,
+                      top_k_: Optional[int] = Query(None, alias="top_k", ge=1, le=1000)) -> dict[str, Any]:
+        model = find_model(hub, name)
+        data = await read_upload(request, settings)
+        x = await upload_to_input(model, data, settings.max_image_pixels)
+        logits = await hub.infer(name, x)
+        k = min(top_k_ or settings.top_k, model.info.num_classes)
+        return {"model_name": name, "model_version": VERSION, "predictions": top_k(logits[0], k, model.info.class_names)}

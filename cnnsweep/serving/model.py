@@ -1,0 +1,71 @@
+"""One served model: its ONNX Runtime session plus the training-time Preprocess from its metadata.
+
+No Ray here: a replica holds a dict of these; tests and benchmarks can use them in-process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnsweep.export import ExportError, OnnxModelInfo, create_session, run_logits, session_info
+from cnnsweep.serving.settings import ModelSpec, ServeConfigError, ServeSettings
+
+PLATFORM = "onnxruntime_onnx"  # what Triton reports for ONNX models
+VERSION = "1"  # one version per served name
+
+
+@dataclass
+class ServedModel:
+    name: str
+    path: Path
+    info: OnnxModelInfo
+    session: object  # onnxruntime.InferenceSession
+
+    @property
+    def provider(self) -> str:
+        return self.session.get_providers()[0]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """float32 N x C x H x W (normalized) -> float32 logits N x K. Thread-safe (ORT sessions are)."""
+        return run_logits(self.session, x)
+
+    def prepare_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Raw uint8 pixels (H x W, H x W x C or N x H x W x C) -> model input, with the training code."""
+        pre = self.info.preprocess
+        with torch.inference_mode():
+            return pre.normalize(pre.prepare_hwc(pixels)).numpy()
+
+    def metadata(self) -> dict:
+        """The OIP model metadata response (plus `parameters` with the labels and preprocessing)."""
+        c, h, w = self.info.input_shape
+        return {"name": self.name, "versions": [VERSION], "platform": PLATFORM,
+                "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, c, h, w]},
+                           {"name": "image", "datatype": "UINT8", "shape": [-1, -1, -1, -1]}],
+                "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, self.info.num_classes]}],
+                "parameters": {"class_names": self.info.class_names, "precision": self.info.precision,
+                               "preprocess": self.info.preprocess.to_dict(), "metrics": self.info.metrics,
+                               "provider": self.provider,
+                               "input_note": "FP32 [N,C,H,W] is the normalized model input; UINT8 "
+                                             "[N,H,W,C] raw pixels are preprocessed by the server"}}
+
+
+def load_served_model(spec: ModelSpec, num_threads: int, device: str = "auto") -> ServedModel:
+    path = Path(spec.path)
+    if not path.is_file():
+        raise ServeConfigError(f"{path}: model file not found")
+    try:
+        session = create_session(path, num_threads=num_threads, device=device, spin=False)
+        info = session_info(session, where=str(path))
+    except ExportError as err:
+        raise ServeConfigError(str(err)) from None
+    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types for a broken file
+        raise ServeConfigError(f"{path}: ONNX Runtime cannot load it ({type(err).__name__}: {err})") from None
+    return ServedModel(spec.served_name, path, info, session)
+
+
+def load_served_models(settings: ServeSettings) -> dict[str, ServedModel]:
+    return {m.served_name: load_served_model(m, settings.threads, settings.device) for m in settings.models}

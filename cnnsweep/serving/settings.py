@@ -1,0 +1,83 @@
+"""`ServeSettings`: everything the server needs, validated once (also the `args` of the Serve config file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MiB = 1024 * 1024
+
+
+class ServeConfigError(ValueError):
+    """A serving setup problem, phrased for a person (missing model file, duplicate name, bad limit)."""
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str  # an .onnx written by `cnnsweep export`
+    name: Optional[str] = None  # URL name; None = the file name without .onnx
+
+    @property
+    def served_name(self) -> str:
+        return self.name or Path(self.path).stem
+
+
+class ServeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelSpec] = Field(min_length=1)  # also accepts plain paths
+    max_batch_size: int = Field(32, ge=1, le=4096)  # images per ONNX Runtime call; also per request
+    # How long a batch waits to fill, seconds. Short: under load, requests queue up while the previous
+    # batch computes, so batches fill anyway; at low load a long wait is pure added latency.
+    batch_wait_timeout_s: float = Field(0.002, ge=0, le=1)
+    num_replicas: int = Field(1, ge=1)
+    # Per replica: in flight at once. Must be >= max_batch_size, else a batch can never fill.
+    max_ongoing_requests: int = Field(128, ge=1)
+    max_queued_requests: int = Field(256, ge=-1)  # beyond this the proxy answers 503 (-1 = unbounded)
+    retry_after_s: Optional[float] = Field(1.0, ge=0)  # Retry-After header on those 503s, seconds
+    num_cpus: float = Field(1.0, gt=0)  # Ray CPUs reserved per replica
+    num_gpus: float = Field(0.0, ge=0)  # > 0 (with onnxruntime-gpu) runs on the CUDA provider
+    num_threads: Optional[int] = Field(None, ge=1)  # ORT intra-op threads; None = max(1, int(num_cpus))
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_body_bytes: int = Field(8 * MiB, ge=1024)  # request body limit -> 413
+    max_image_pixels: int = Field(2048 * 2048, ge=1)  # decoded image limit (decompression bombs) -> 413
+    max_json_depth: int = Field(32, ge=4)  # nesting limit for JSON bodies -> 400
+    top_k: int = Field(5, ge=1)  # /predict default
+    access_log: bool = False  # Ray Serve's per-request log lines: off, they cost more CPU than the model
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _paths_as_specs(cls, v: Any) -> Any:
+        if isinstance(v, (str, Path)):
+            v = [v]
+        return [{"path": str(m)} if isinstance(m, (str, Path)) else m for m in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ServeSettings":
+        names = [m.served_name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"two models would be served as {dupes}: give them distinct names (--name)")
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
+                             f"({self.max_batch_size}), or batches can never fill")
+        return self
+
+    @property
+    def threads(self) -> int:
+        return self.num_threads or max(1, int(self.num_cpus))
+
+
+def build_settings(raw: dict[str, Any] | ServeSettings) -> ServeSettings:
+    """dict -> ServeSettings, or ServeConfigError listing every problem by field name."""
+    if isinstance(raw, ServeSettings):
+        return raw
+    try:
+        return ServeSettings.model_validate(raw)
+    except ValidationError as err:
+        lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in err.errors()]
+        raise ServeConfigError("\n".join(lines)) from None

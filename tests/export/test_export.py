@@ -1,0 +1,154 @@
+"""ONNX export of a real (tiny, digits) trained model: file layout, metadata, self-verification, int8, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cnnsweep.checkpoint import load_model_from_checkpoint
+from cnnsweep.config import config_to_dict, validate_config
+from cnnsweep.data import load_dataset
+from cnnsweep.engine import LocalHooks, fit
+from cnnsweep.export import (ExportError, create_session, export_checkpoint, read_metadata, run_logits,
+                             session_info, verify_session)
+from cnnsweep.export import pipeline
+
+pytestmark = pytest.mark.slow  # trains a (tiny) model once per module
+
+DIGITS = {"name": "digits-export", "data": {"name": "digits", "val_fraction": 0.2},
+          "model": {"num_stages": 2, "width": 8, "convs_per_stage": 1},
+          "train": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "amp": "off"}}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A real training run of a tiny CNN on the embedded digits (seconds on CPU)."""
+    cfg = validate_config(DIGITS)
+    out = tmp_path_factory.mktemp("digits-run")
+    hooks = LocalHooks(output=out)
+    fit(cfg, load_dataset(cfg.data), hooks)
+    return hooks.last_checkpoint
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "digits.onnx"
+    return export_checkpoint(checkpoint, out, int8=True)
+
+
+def test_export_writes_one_self_contained_file_with_dynamic_batch(exported):
+    folder = sorted(p.name for p in __import__("pathlib").Path(exported.onnx).parent.iterdir())
+    assert folder == ["digits.onnx", "digits_int8.onnx"]  # no .data side files
+    proto = onnx.load(exported.onnx)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["logits"]
+    batch_dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.dim_value
+    onnx.checker.check_model(proto, full_check=True)
+
+
+def test_metadata_round_trip(exported, checkpoint):
+    lm = load_model_from_checkpoint(checkpoint)
+    info = read_metadata(exported.onnx)
+    assert info.class_names == lm.class_names == [str(i) for i in range(10)]
+    assert info.preprocess == lm.preprocess  # rebuilt from to_dict(): same mean/std/resize/equalize
+    assert info.input_shape == (1, 8, 8)
+    assert info.config == config_to_dict(lm.config)
+    assert info.metrics["val/acc"] == pytest.approx(lm.metrics["val/acc"])
+    assert "train/loss" not in info.metrics
+    assert info.precision == "fp32" and info.source == str(lm.path)
+    assert session_info(create_session(exported.onnx)).class_names == info.class_names  # via ORT, no onnx
+
+
+def test_verification_reported_at_three_batch_sizes(exported):
+    v = exported.verification
+    assert v["ok"] and [b["batch_size"] for b in v["batches"]] == [1, 7, 64]
+    assert v["top1_agreement"] == 1.0 and 0 <= v["max_abs_diff"] <= 1e-4
+
+
+def test_onnx_matches_pytorch_on_unseen_batch_size(exported, checkpoint):
+    lm = load_model_from_checkpoint(checkpoint)
+    images = load_dataset(lm.config.data).valid.images[100:113]  # 13: not a verified size
+    x = lm.preprocess(images)
+    with torch.inference_mode():
+        ref = lm.model(x).numpy()
+    got = run_logits(create_session(exported.onnx), x.numpy())
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_tampered_onnx_fails_verification(exported, checkpoint, tmp_path):
+    proto = onnx.load(exported.onnx)
+    floats = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+    biggest = max(floats, key=lambda t: np.prod(t.dims))  # a conv or linear weight
+    weights = onnx.numpy_helper.to_array(biggest).copy()
+    weights += np.random.default_rng(0).normal(0, 1.0, weights.shape).astype(weights.dtype)
+    biggest.CopyFrom(onnx.numpy_helper.from_array(weights, biggest.name))
+    onnx.save(proto, tmp_path / "tampered.onnx")
+    lm = load_model_from_checkpoint(checkpoint)
+    x = lm.preprocess(load_dataset(lm.config.data).valid.images[:72]).numpy()
+    report = verify_session(create_session(tmp_path / "tampered.onnx"), lm.model, x)
+    assert not report.ok and report.max_abs_diff > 1e-4
+    assert "does not reproduce PyTorch" in report.failure_message()
+
+
+def test_export_fails_and_removes_file_when_model_mismatches(checkpoint, tmp_path, monkeypatch):
+    real = pipeline.export_onnx
+
+    def export_other_weights(model, info, path):  # what a broken exporter would produce
+        other = load_model_from_checkpoint(checkpoint).model
+        with torch.no_grad():
+            next(p for n, p in other.named_parameters() if n.endswith("bias")).add_(5.0)
+        return real(other, info, path)
+
+    monkeypatch.setattr(pipeline, "export_onnx", export_other_weights)
+    with pytest.raises(ExportError, match="does not reproduce") as err:
+        export_checkpoint(checkpoint, tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+    assert err.value.report is not None and not err.value.report.ok
+
+
+def test_int8_is_quantized_and_reports_accuracy(exported):
+    q = exported.int8
+    proto = onnx.load(q["onnx"])
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format
+    assert read_metadata(q["onnx"]).precision == "int8"
+    assert 0.3 < q["val_acc_fp32"] <= 1 and 0 <= q["val_acc_int8"] <= 1
+    assert abs(q["val_acc_fp32"] - q["val_acc_int8"]) < 0.05  # int8 keeps the model's accuracy
+    assert q["num_val"] == 360 and q["num_calibration"] > 0
+
+
+def test_cli_export_json_and_exit_codes(checkpoint, tmp_path):
+    from cnnsweep.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", str(checkpoint), "--output", str(tmp_path / "m.onnx"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["ok"] and report["onnx"] == str(tmp_path / "m.onnx") and report["int8"] is None
+    missing = runner.invoke(app, ["export", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such checkpoint" in missing.output
+
+
+def test_export_package_does_not_import_ray():
+    code = "import sys; sys.modules['ray'] = None; import cnnsweep.export; print('OK')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-2000:]
+
+
+def test_export_best_writes_into_the_sweep_best_folder(checkpoint, tmp_path):
+    import shutil
+
+    from cnnsweep.export import export_best
+
+    shutil.copytree(checkpoint, tmp_path / "sweep" / "best")
+    report = export_best(tmp_path / "sweep")
+    assert report.ok and report.onnx == str(tmp_path / "sweep" / "best" / "model.onnx")
+    assert read_metadata(report.onnx).class_names == [str(i) for i in range(10)]
