@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# One intra-op thread per process: the suite runs Ray workers, servers and subprocesses beside the
+# test process on 2 cores, and OpenMP threads that spin-wait on a busy core were measured here to slow
+# a tiny training loop ~100x (200 vs 27,000 images/s). Set before torch is imported; inherited by
+# subprocesses.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CNNSWEEP_DATA", REPO.parent / "shared" / "data"))
