@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/cnnsweep train sweeps/quickstart.yaml --output runs/quickstart
+	$(VENV)/bin/cnnsweep tune sweeps/quickstart.yaml --output runs/quickstart
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -20,8 +20,8 @@ def start_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, 
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict = dict(address=address, logging_level=logging.WARNING if quiet else logging.INFO,
                         log_to_driver=not quiet, ignore_reinit_error=True)
-    if address is None:
-        kwargs.update(include_dashboard=False, num_cpus=num_cpus, _node_ip_address="127.0.0.1")
+    if address is None:  # "local": a new instance, never a `ray start` cluster found via /tmp/ray
+        kwargs.update(address="local", include_dashboard=False, num_cpus=num_cpus, _node_ip_address="127.0.0.1")
     ray.init(**kwargs)  # Ray
     return ray.cluster_resources()
 

@@ -1,0 +1,234 @@
+"""What a finished sweep leaves behind: leaderboard, per-epoch history, ablation summary, curves, importances.
+
+Pure pandas + matplotlib (+ optuna for importances): no ray, so the report can be rebuilt from a copy of
+the results on a laptop. `cnnsweep.tune` turns Ray Tune's results into `TrialRecord`s and calls
+`write_reports`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from cnnsweep.search_space import SearchConfig, optuna_distributions
+
+log = logging.getLogger(__name__)
+
+CURVE_METRICS = ("val/loss", "val/acc")  # the error / learning curves the report plots
+SHOWN_METRICS = ("val/acc", "val/loss", "val/f1_macro", "train/loss", "test/acc")
+MAX_CATEGORIES = 6  # a numeric factor with more distinct values is binned into quantile ranges
+
+
+@dataclass
+class TrialRecord:
+    """One trial, as the report needs it: what was tried and what every epoch reported."""
+
+    trial_id: str
+    status: str  # finished | stopped_early | errored
+    overrides: dict[str, Any]  # dotted config path -> value (what makes this trial differ from the base)
+    label: str = ""  # grid: the point's name ("baseline", an ablation variant); else ""
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch, in order
+    params: dict[str, Any] = field(default_factory=dict)  # Optuna's own parameter values (for importances)
+    error: Optional[str] = None
+
+    def best_row(self, metric: str, mode: str) -> Optional[dict[str, Any]]:
+        rows = [r for r in self.history if _finite(r.get(metric))]
+        if not rows:
+            return None
+        pick = max if mode == "max" else min
+        return pick(rows, key=lambda r: r[metric])
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def classify(epochs_done: int, epochs_planned: int, errored: bool) -> str:
+    if errored:
+        return "errored"
+    return "finished" if epochs_done >= epochs_planned else "stopped_early"
+
+
+def count_statuses(records: list[TrialRecord]) -> dict[str, int]:
+    out = {"finished": 0, "stopped_early": 0, "errored": 0}
+    for r in records:
+        out[r.status] = out.get(r.status, 0) + 1
+    out["total"] = len(records)
+    return out
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def build_leaderboard(records: list[TrialRecord], search: SearchConfig) -> pd.DataFrame:
+    """One row per trial, best first: its best epoch by the sweep metric, its parameters, its checkpoint."""
+    rows = []
+    for r in records:
+        best = r.best_row(search.metric, search.mode) or {}
+        row = {"trial_id": r.trial_id, "status": r.status, "label": r.label or None,
+               "epochs": int(r.history[-1]["epoch"]) + 1 if r.history else 0, "best_epoch": best.get("epoch")}
+        row |= {m: best.get(m) for m in SHOWN_METRICS}
+        row |= {f"param:{k}": _plain(v) for k, v in r.overrides.items()}
+        row["checkpoint"] = best.get("checkpoint_path")
+        row["error"] = _error_line(r.error)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table = table.sort_values(search.metric, ascending=search.mode == "min", na_position="last")
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table.dropna(axis=1, how="all").reset_index(drop=True)
+
+
+def build_history(records: list[TrialRecord]) -> pd.DataFrame:
+    """Long format: one row per trial and epoch, with every reported metric."""
+    frames = [pd.DataFrame(r.history).assign(trial_id=r.trial_id) for r in records if r.history]
+    if not frames:
+        return pd.DataFrame(columns=["trial_id", "epoch"])
+    hist = pd.concat(frames, ignore_index=True)
+    front = ["trial_id", "epoch"]
+    return hist[front + [c for c in hist.columns if c not in front]]
+
+
+def _error_line(error: Optional[str]) -> Optional[str]:
+    """One line for the leaderboard from a Ray-wrapped traceback: the exception line (with the line after
+    it when it ends in ':', as Ray's wrappers do), plus the traceback's last line, which is where a
+    cnnsweep error's advice ends up when Ray truncates the worker's output."""
+    if not error:
+        return None
+    lines = [ln.strip() for ln in error.strip().splitlines() if ln.strip()]
+    named = [i for i, ln in enumerate(lines) if "Error:" in ln or "Exception:" in ln]
+    i = named[-1] if named else len(lines) - 1
+    parts = lines[i:i + 2] if lines[i].endswith(":") else lines[i:i + 1]
+    if lines[-1] not in parts:
+        parts.append("... " + lines[-1])
+    return " ".join(parts)[:400]
+
+
+def _plain(v: Any) -> Any:
+    return v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
+
+
+def factor_values(records: list[TrialRecord], factor: str) -> pd.Series:
+    """The value of `factor` per trial, as a category label; numeric factors with many values are binned.
+
+    `variant` is the grid point's label; a parameter a trial did not sample (its condition failed)
+    shows as "(not sampled)", so the base config's value is not confused with a searched one.
+    """
+    if factor == "variant":
+        raw = pd.Series({r.trial_id: r.label.split(" seed=")[0] for r in records}, dtype=object)
+    else:
+        raw = pd.Series({r.trial_id: r.overrides.get(factor, "(not sampled)") for r in records}, dtype=object)
+    numeric = pd.to_numeric(raw, errors="coerce")
+    is_num = numeric.notna() & ~raw.map(lambda v: isinstance(v, bool))
+    if is_num.all() and numeric.nunique() > MAX_CATEGORIES:
+        bins = pd.qcut(numeric, q=min(3, numeric.nunique()), duplicates="drop")
+        return bins.map(lambda iv: f"[{iv.left:.3g}, {iv.right:.3g}]").astype(str)
+    return raw.map(str)
+
+
+def build_ablation(records: list[TrialRecord], search: SearchConfig) -> pd.DataFrame:
+    """For each searched factor and each of its values: trials, mean/std/best of their best metric."""
+    scores = pd.Series({r.trial_id: (r.best_row(search.metric, search.mode) or {}).get(search.metric)
+                        for r in records}, dtype=float)
+    rows = []
+    for factor in search.factors:
+        values = factor_values(records, factor)
+        for value, ids in values.groupby(values).groups.items():
+            s = scores.loc[list(ids)].dropna()
+            best = (s.max() if search.mode == "max" else s.min()) if len(s) else None
+            rows.append({"factor": factor, "value": value, "num_trials": len(ids), "num_scored": len(s),
+                         f"mean {search.metric}": s.mean() if len(s) else None,
+                         f"std {search.metric}": s.std() if len(s) > 1 else None,
+                         f"best {search.metric}": best})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def plot_factor_curves(history: pd.DataFrame, values: pd.Series, factor: str, path: Path) -> Path:
+    """Validation loss and accuracy per epoch, one line per value of `factor` (mean over its trials)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: runs headless on a cluster node
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(11, 4), constrained_layout=True)
+    hist = history.assign(value=history["trial_id"].map(values))
+    for ax, metric in zip(axes, CURVE_METRICS):
+        if metric not in hist:
+            continue
+        curves = hist.groupby(["value", "epoch"])[metric].mean().unstack(0)
+        for value in curves.columns:
+            line = curves[value].dropna()
+            ax.plot(line.index + 1, line.values, marker="o", ms=3, label=str(value))
+        ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} by {factor}")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=8, title=factor, title_fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _safe_name(factor: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in factor)
+
+
+# ---------------------------------------------------------------------------- importances
+
+
+def param_importances(records: list[TrialRecord], search: SearchConfig) -> dict[str, float]:
+    """Optuna's parameter importances over the trials' best metric values; {} when there are too few.
+
+    Ray's OptunaSearch keeps its study inside the searcher, so the study is rebuilt here from the
+    results with `optuna.trial.create_trial`, using the same distributions the sweep sampled from.
+    """
+    import optuna
+
+    dists = optuna_distributions(search)
+    study = optuna.create_study(direction="maximize" if search.mode == "max" else "minimize")
+    for r in records:
+        best = r.best_row(search.metric, search.mode)
+        params = {k: v for k, v in r.params.items() if k in dists}
+        if best is None or not params:
+            continue
+        study.add_trial(optuna.trial.create_trial(params=params, value=float(best[search.metric]),
+                                                  distributions={k: dists[k] for k in params}))
+    try:
+        return dict(optuna.importance.get_param_importances(study))
+    except (ValueError, RuntimeError) as err:  # fewer than 2 trials, or no parameter ever varied
+        log.warning("parameter importances skipped: %s", err)
+        return {}
+
+
+# ---------------------------------------------------------------------------- all together
+
+
+def write_reports(records: list[TrialRecord], search: SearchConfig, out_dir: str | Path) -> dict[str, Any]:
+    """leaderboard.csv, history.csv, ablation.csv, curves/<factor>.png, importances.json under out_dir."""
+    out = Path(out_dir)
+    (out / "curves").mkdir(parents=True, exist_ok=True)
+    leaderboard = build_leaderboard(records, search)
+    history = build_history(records)
+    ablation = build_ablation(records, search)
+    leaderboard.to_csv(out / "leaderboard.csv", index=False)
+    history.to_csv(out / "history.csv", index=False)
+    ablation.to_csv(out / "ablation.csv", index=False)
+    plots = []
+    if not history.empty:
+        for factor in search.factors:
+            plots.append(str(plot_factor_curves(history, factor_values(records, factor), factor,
+                                                out / "curves" / f"{_safe_name(factor)}.png")))
+    files = ["leaderboard.csv", "history.csv", "ablation.csv"] + [str(Path(p).relative_to(out)) for p in plots]
+    importances = param_importances(records, search) if search.algorithm in ("optuna", "random") else {}
+    if importances:
+        (out / "importances.json").write_text(json.dumps(importances, indent=2))
+        files.append("importances.json")
+    return {"leaderboard": leaderboard, "ablation": ablation, "importances": importances, "files": files}

@@ -1,0 +1,236 @@
+"""Ray Tune sweeps: resources per trial, a tiny end-to-end sweep, and --resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cnnsweep.config import validate_config
+from cnnsweep.search_space import load_search
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("cnnsweep"))
+TINY = {"name": "tiny", "data": {"name": "digits"},
+        "model": {"num_stages": 2, "width": 8, "convs_per_stage": 1}, "sched": {"name": "none"},
+        "train": {"epochs": 2, "lr": 3e-3, "batch_size": 64, "amp": "bf16"}, "scaling": {"num_workers": 1}}
+
+
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------- resources (no Ray started)
+
+
+def _plan_inputs(scaling: dict, space: dict | None = None):
+    cfg = validate_config(TINY | {"scaling": scaling,
+                                  "search": {"baseline_first": False,
+                                             "space": space or {"train.lr": {"uniform": [1e-3, 1e-2]}}}})
+    return cfg, load_search(cfg)
+
+
+def test_trial_footprint_is_workers_times_per_worker_resources():
+    from cnnsweep.tune import trial_footprint
+
+    cfg, search = _plan_inputs({"num_workers": 2, "cpus_per_worker": 1.5})
+    assert trial_footprint(cfg, search) == {"CPU": 3.0, "GPU": 0.0}  # the trial driver itself reserves 0
+    cfg, search = _plan_inputs({"num_workers": 2, "use_gpu": True, "gpus_per_worker": 0.25})
+    assert trial_footprint(cfg, search) == {"CPU": 2.0, "GPU": 0.5}
+    # a searched worker count: the worst case decides
+    cfg, search = _plan_inputs({"num_workers": 1}, {"scaling.num_workers": {"choice": [1, 2, 4]}})
+    assert trial_footprint(cfg, search)["CPU"] == 4.0
+
+
+def test_max_concurrent_auto_fits_the_cluster():
+    from cnnsweep.config import ConfigError
+    from cnnsweep.tune import derive_max_concurrent
+
+    assert derive_max_concurrent("auto", {"CPU": 4.0}, {"CPU": 2.0, "GPU": 0.0}, 10) == 2
+    assert derive_max_concurrent("auto", {"CPU": 2.0}, {"CPU": 2.0, "GPU": 0.0}, 10) == 1
+    # four trials of 2 workers x 0.125 GPU share one GPU when the CPUs allow it
+    assert derive_max_concurrent("auto", {"CPU": 16.0, "GPU": 1.0}, {"CPU": 2.0, "GPU": 0.25}, 10) == 4
+    assert derive_max_concurrent("auto", {"CPU": 64.0}, {"CPU": 1.0, "GPU": 0.0}, 3) == 3  # no more than trials
+    assert derive_max_concurrent(5, {"CPU": 1.0}, {"CPU": 2.0, "GPU": 0.0}, 10) == 5  # explicit wins
+    with pytest.raises(ConfigError, match="one trial needs"):
+        derive_max_concurrent("auto", {"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}, 4)  # no GPU at all
+
+
+# ---------------------------------------------------------------------------- a real sweep
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_tiny_sweep_writes_leaderboard_best_ablation_and_tensorboard(ray_session, tmp_path):
+    from cnnsweep.checkpoint import load_model_from_checkpoint
+    from cnnsweep.cli import app
+
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(json.dumps(TINY | {"search": {
+        "algorithm": "optuna", "num_samples": 3, "seed": 1,
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "space": {"train.lr": {"loguniform": [1e-3, 1e-2]},
+                  "model.dropout": {"choice": [0.0, {"uniform": [0.1, 0.3]}]}}}}))
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, ["tune", str(sweep), "--output", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = _last_json(result.stdout)
+    trials = summary["trials"]
+    assert trials["total"] == 3 and trials["errored"] == 0
+    assert trials["finished"] + trials["stopped_early"] == 3 and trials["finished"] >= 1
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert len(board) == 3 and board["val/acc"].is_monotonic_decreasing
+    best = summary["best"]
+    assert best["trial_id"] == board.iloc[0]["trial_id"] and best["val_acc"] == pytest.approx(board.iloc[0]["val/acc"])
+    assert best["val_acc"] > 0.3  # 10 classes: chance is 0.1
+    assert best["config"]["train"]["lr"] == pytest.approx(best["params"]["train.lr"])
+    assert board.iloc[0]["label"] == "baseline" or "baseline" in set(board["label"].fillna(""))  # trial 1 = base
+    loaded = load_model_from_checkpoint(best["checkpoint"])  # <output>/best is a usable checkpoint
+    assert Path(best["checkpoint"]) == out / "best" and len(loaded.class_names) == 10
+    history = pd.read_csv(out / "history.csv")
+    assert set(history["trial_id"]) == set(board["trial_id"])
+    assert set(pd.read_csv(out / "ablation.csv")["factor"]) == {"train.lr", "model.dropout"}
+    assert (out / "curves" / "train.lr.png").stat().st_size > 1000
+    assert json.loads((out / "importances.json").read_text())
+    assert len(list((out / "tune").glob("trial_*/events.out.tfevents.*"))) == 3  # TensorBoard, per trial
+    for trial_dir in (out / "train").iterdir():  # num_to_keep: at most 2 checkpoints per trial
+        assert len([c for c in trial_dir.glob("checkpoint_*") if c.is_dir()]) <= 2
+
+
+# ---------------------------------------------------------------------------- --resume after SIGKILL
+
+
+def _start_cli(args: list[str], log: Path) -> subprocess.Popen:
+    """`cnnsweep tune` in its own process group, with its own private Ray instance."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "1"  # save the experiment state every second (default: >= 10 s)
+    return subprocess.Popen([CLI, "tune", *args], cwd=REPO, env=env, start_new_session=True,
+                            stdout=open(log.with_suffix(".out"), "w"), stderr=open(log, "w"))
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.getpgid(int(pid)) == pgid:
+                members.append(int(pid))
+        except ProcessLookupError:
+            pass
+    return members
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the CLI and every Ray process it started (gcs, raylet, workers share its process group),
+    and wait until all are gone. Only this group: the test session's own Ray instance lives in another."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)  # SIGKILL is asynchronous: a dying process may still finish a write
+
+
+def _epochs(trial_dir: Path) -> list[int]:
+    """The epochs Tune recorded for a trial (its result.json), in order."""
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    return [json.loads(line)["epoch"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def _synced_statuses(out: Path) -> dict[str, str]:
+    """Trial statuses in the experiment state as stored in --output: what --resume will find."""
+    files = list((out / "tune").glob("experiment_state-*.json"))
+    try:
+        trials = [json.loads(t[0]) for t in json.loads(files[0].read_text())["trial_data"]] if files else []
+    except (json.JSONDecodeError, OSError):  # caught mid-copy
+        return {}
+    return {t["trial_id"]: t["status"] for t in trials}
+
+
+def _checkpoints(out: Path, trial_id: str) -> list[Path]:
+    return sorted(c for c in (out / "train" / f"trial_{trial_id}").glob("checkpoint_20*") if c.is_dir())
+
+
+def _newest_epoch(out: Path, trial_id: str) -> int:
+    """Epoch of the latest checkpoint Ray Train registered for this trial (-1: none yet). A checkpoint
+    folder still being written does not count: Train resumes from the registered one."""
+    snapshot = out / "train" / f"trial_{trial_id}" / "checkpoint_manager_snapshot.json"
+    try:
+        return int(json.loads(snapshot.read_text())["latest_checkpoint_result"]["metrics"]["epoch"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):  # absent, or being replaced right now
+        return -1
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"cnnsweep tune exited early ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+    pytest.fail(f"timed out:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_resume_after_sigkill_keeps_finished_trials_and_continues_the_interrupted_one(tmp_path):
+    epochs = 8  # ~1 s each: long enough to catch the second trial midway
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(json.dumps(TINY | {"train": TINY["train"] | {"epochs": epochs}, "search": {
+        "algorithm": "grid", "max_concurrent": 1, "scheduler": {"name": "fifo"},
+        "space": {"model.width": {"choice": [4, 6, 8]}}}}))
+    out = tmp_path / "sweep"
+    log = tmp_path / "first.log"
+    proc = _start_cli([str(sweep), "--output", str(out)], log)
+    try:
+        def one_done_one_midway() -> bool:
+            states = _synced_statuses(out)
+            done = [t for t, s in states.items() if s == "TERMINATED"]
+            running = [t for t, s in states.items() if s == "RUNNING" and 0 <= _newest_epoch(out, t) < epochs - 2]
+            return len(done) == 1 and len(running) == 1
+
+        _wait_for(one_done_one_midway, 240, proc, log)
+        assert os.killpg(proc.pid, 0) is None  # still alive: the kill below interrupts a running sweep
+    finally:
+        _kill_group(proc)
+    states = _synced_statuses(out)
+    done = next(t for t, s in states.items() if s == "TERMINATED")
+    midway = next(t for t, s in states.items() if s == "RUNNING")
+    done_rows = _epochs(out / "tune" / f"trial_{done}")
+    done_checkpoints = _checkpoints(out, done)
+    assert len(done_rows) == epochs and done_checkpoints
+    midway_rows, midway_epoch = _epochs(out / "tune" / f"trial_{midway}"), _newest_epoch(out, midway)
+
+    log2 = tmp_path / "resume.log"
+    proc = _start_cli([str(sweep), "--output", str(out), "--resume", "--json"], log2)
+    try:
+        assert proc.wait(timeout=300) == 0, log2.read_text()[-3000:]
+    finally:
+        _kill_group(proc)
+    summary = _last_json(log2.with_suffix(".out").read_text())
+    assert summary["trials"] == {"finished": 3, "stopped_early": 0, "errored": 0, "total": 3}
+    # the finished trial did not run again: same Tune rows, same checkpoints
+    assert _epochs(out / "tune" / f"trial_{done}") == done_rows and _checkpoints(out, done) == done_checkpoints
+    # the interrupted trial went on from its last checkpoint (the rows Tune had stored before the kill
+    # may lag behind it: they reach storage every few seconds)
+    resumed = _epochs(out / "tune" / f"trial_{midway}")
+    assert resumed[:len(midway_rows)] == midway_rows
+    # it restarted from a checkpoint at least as new as the newest one seen after the kill (Ray's worker
+    # processes are not in the CLI's process group and may write one more before they notice), never
+    # from scratch, and ran every remaining epoch once
+    new_rows = resumed[len(midway_rows):]
+    assert new_rows and new_rows == list(range(new_rows[0], epochs)), (midway_rows, midway_epoch, resumed)
+    assert new_rows[0] >= midway_epoch + 1, (midway_rows, midway_epoch, resumed)
+    assert len(pd.read_csv(out / "leaderboard.csv")) == 3
