@@ -135,6 +135,7 @@ class SearchConfig(Section):
     space: dict[str, Distribution] = {}
     seeds: Optional[list[int]] = None  # grid: repeat every point with each train.seed
     ablation: Optional[dict[str, dict[str, Any]]] = None  # grid: named one-factor variants
+    export: bool = True  # at the end, export <output>/best to best/model.onnx (verified against PyTorch)
 
     @field_validator("metric")
     @classmethod

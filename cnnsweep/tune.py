@@ -527,5 +527,22 @@ def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Opt
     reports = _report_dir(plan.output, report_dir)
     summary = summarize(plan, collect_records(results, cfg), reports)
     summary |= {"seconds": round(time.perf_counter() - start, 1), "notes": list(dataset.notes)}
+    _export_best(plan, summary)
     save_summary(plan, summary, reports)
     return summary
+
+
+def _export_best(plan: SweepPlan, summary: dict[str, Any]) -> None:
+    """search.export: the best trial's checkpoint -> <output>/best/model.onnx, verified against PyTorch.
+    A failed export is reported in the summary; the sweep's results stay as they are."""
+    if not plan.search.export or not summary.get("best") or is_uri(plan.output):
+        return
+    from cnnsweep.export import ExportError, export_best
+
+    try:
+        report = export_best(plan.output)
+        summary["best"]["onnx"] = report.onnx if report.ok else None
+        summary["best"]["onnx_verification"] = report.verification
+    except (ExportError, ValueError, OSError) as err:  # CheckpointError and DataError are ValueErrors
+        summary["best"]["onnx"] = None
+        summary["notes"].append(f"ONNX export of the best trial failed: {err}")

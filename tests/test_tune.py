@@ -95,6 +95,9 @@ def test_tiny_sweep_writes_leaderboard_best_ablation_and_tensorboard(ray_session
     assert board.iloc[0]["label"] == "baseline" or "baseline" in set(board["label"].fillna(""))  # trial 1 = base
     loaded = load_model_from_checkpoint(best["checkpoint"])  # <output>/best is a usable checkpoint
     assert Path(best["checkpoint"]) == out / "best" and len(loaded.class_names) == 10
+    # search.export (on by default): the best trial is exported and verified at the end of the sweep
+    assert best["onnx"] == str(out / "best" / "model.onnx") and (out / "best" / "model.onnx").is_file()
+    assert best["onnx_verification"]["ok"]
     history = pd.read_csv(out / "history.csv")
     assert set(history["trial_id"]) == set(board["trial_id"])
     assert set(pd.read_csv(out / "ablation.csv")["factor"]) == {"train.lr", "model.dropout"}
