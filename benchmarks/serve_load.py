@@ -105,7 +105,8 @@ def in_process_ort(session, x: np.ndarray, batch: int, seconds: float = 2.0) -> 
 
 
 def start_local_server(onnx_path: str, args) -> str:
-    from cnnsweep.serving import build_settings, start_server
+    from cnnsweep.serving import build_settings
+    from cnnsweep.distributed.serve import start_server
 
     settings = build_settings({"models": [{"path": onnx_path, "name": args.model}],
                                "max_batch_size": args.max_batch_size, "num_cpus": args.cpus_per_replica,

@@ -1,6 +1,6 @@
 """Sweep efficiency: Optuna TPE + ASHA against random search without early stopping.
 
-Same search space (the project's `search` syntax, sampled by cnnsweep.search_space), same budget cap
+Same search space (the project's `search` syntax, sampled by cnnsweep.sweep.space), same budget cap
 in trial-epochs, over several seeds. For each seed:
 
   random   N trials x E epochs, no early stopping (the budget: N*E trial-epochs). Its target is the
@@ -32,7 +32,7 @@ import torch
 from cnnsweep.config import apply_overrides, validate_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import FitHooks, fit
-from cnnsweep.search_space import SearchConfig, sample_overrides
+from cnnsweep.sweep.space import SearchConfig, sample_overrides
 
 SPACE = {  # what one would search on GTSRB: every value is plausible, only some combinations are good
     "train.lr": {"loguniform": [3e-4, 3e-2]},

@@ -48,8 +48,8 @@ def run_bare(cfg, dataset):
 
 
 def run_ray(cfg, dataset):
-    from cnnsweep import ray_train
-    from cnnsweep.ray_cluster import start_ray
+    from cnnsweep.distributed import train as ray_train
+    from cnnsweep.distributed.cluster import start_ray
 
     start_ray(num_cpus=int(cfg.scaling.cpus_per_worker) + 1)
     with tempfile.TemporaryDirectory() as out:

@@ -15,6 +15,8 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cnnsweep.registry import BALANCE_METHODS, DATASETS, MODELS, POOLINGS, Registry
+
 
 class ConfigError(ValueError):
     """A config problem, already phrased for a person: `train.lr: must be > 0`."""
@@ -24,10 +26,19 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _registered(registry: Registry) -> Any:
+    """A field validator: the value must be a name in `registry` (its error lists the choices)."""
+
+    def check(cls: Any, v: str) -> str:
+        return registry.check(v)  # RegistryError is a ValueError: pydantic reports it at the field's path
+
+    return classmethod(check)
+
+
 class DataConfig(Section):
     """Where the images come from and the deterministic preprocessing applied to them."""
 
-    name: Literal["digits", "gtsrb_pickle", "gtsrb", "image_folder", "mnist"] = "digits"
+    name: str = "digits"  # a registered dataset format (cnnsweep.registry.DATASETS)
     root: Optional[str] = None  # dataset folder; None only for the embedded digits
     download: bool = False  # only `gtsrb` (torchvision) can download, and only when asked
     val_fraction: float = Field(0.15, gt=0, lt=1)  # held out (stratified) when there is no valid split
@@ -42,7 +53,10 @@ class DataConfig(Section):
     clahe_grid: int = Field(8, gt=0)  # CLAHE tiles per side
     normalize: bool = True  # per-channel mean/std measured on the training split
     # class balancing
-    balance: Literal["none", "class_weights", "sampler", "oversample", "undersample", "oversample_augment"] = "none"
+    balance: str = "none"  # a registered method (cnnsweep.registry.BALANCE_METHODS; see data/balance.py)
+
+    _known_name = field_validator("name")(_registered(DATASETS))
+    _known_balance = field_validator("balance")(_registered(BALANCE_METHODS))
 
 
 class AugmentConfig(Section):
@@ -73,7 +87,7 @@ class ModelConfig(Section):
     batch_norm: bool = True
     dropout: float = Field(0.0, ge=0, lt=1)  # before the classifier (and 2d after each stage at dropout/2)
     activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"] = "relu"
-    pooling: Literal["max", "avg", "strided", "none"] = "max"
+    pooling: str = "max"  # a registered pooling (cnnsweep.registry.POOLINGS: max, avg, strided, none)
     head: Literal["gap", "flatten"] = "gap"
     # timm transfer learning
     pretrained: bool = False
@@ -81,12 +95,8 @@ class ModelConfig(Section):
     freeze: Literal["none", "backbone", "stages"] = "none"  # backbone = all but the head
     freeze_stages: int = Field(0, ge=0)  # with freeze=stages: the first N stages
 
-    @field_validator("name")
-    @classmethod
-    def _known_family(cls, v: str) -> str:
-        if v != "cnn" and not (v.startswith("timm/") and len(v) > 5):
-            raise ValueError("must be 'cnn' or 'timm/<model name>'")
-        return v
+    _known_name = field_validator("name")(_registered(MODELS))  # `cnn`, `timm/<name>`, or any registered
+    _known_pooling = field_validator("pooling")(_registered(POOLINGS))
 
 
 class OptimConfig(Section):
@@ -137,7 +147,7 @@ class RunConfig(Section):
     sched: SchedConfig = SchedConfig()
     train: TrainConfig = TrainConfig()
     scaling: ScalingConfig = ScalingConfig()
-    # A sweep file's `search` section (validated by cnnsweep.search_space); `train` ignores it.
+    # A sweep file's `search` section (validated by cnnsweep.sweep.space); `train` ignores it.
     search: Optional[dict[str, Any]] = None
 
     @model_validator(mode="after")
@@ -164,18 +174,27 @@ class RunConfig(Section):
 # ---------------------------------------------------------------------------- errors
 
 
-def _format_errors(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError, prefix: str = "", *, noise: tuple[str, ...] = (),
+                            root: str = "") -> str:
+    """pydantic's errors as `dotted.path: message` lines, one per problem: the one formatter behind
+    ConfigError, the sweep's `search.*` errors and the server's settings errors.
+
+    `prefix` is the section the model was validated as (`search`); `noise` are location parts of
+    union/tagged types that mean nothing to a person (`Distribution`); `root` labels a problem of the
+    whole object (no path)."""
     lines = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        parts = [str(p) for p in e["loc"] if not str(p).startswith("function-") and str(p) not in noise]
+        path = ".".join(([prefix] if prefix else []) + parts)
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"].startswith("greater_than") or e["type"].startswith("less_than"):
             msg = msg.replace("Input should be", "must be")
         msg = msg.removeprefix("Value error, ")
-        lines.append(f"{path}: {msg}" if path else msg)
-    return "\n".join(lines)
+        label = path or root
+        lines.append(f"{label}: {msg}" if label else msg)
+    return "\n".join(dict.fromkeys(lines))  # a union reports one problem once per member
 
 
 def validate_config(raw: dict[str, Any]) -> RunConfig:
@@ -185,7 +204,7 @@ def validate_config(raw: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err)) from None
+        raise ConfigError(format_validation_error(err)) from None
 
 
 # ---------------------------------------------------------------------------- overrides

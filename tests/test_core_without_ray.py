@@ -10,7 +10,7 @@ import sys
 sys.modules['ray'] = None  # any `import ray` now raises ImportError
 import torch
 import cnnsweep.config, cnnsweep.data, cnnsweep.transforms, cnnsweep.models
-import cnnsweep.engine, cnnsweep.checkpoint, cnnsweep.summary
+import cnnsweep.engine, cnnsweep.checkpoint, cnnsweep.models.summary
 from cnnsweep.config import validate_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import fit

@@ -48,7 +48,7 @@ def test_cli_trains_two_ddp_workers_with_accumulation(ray_session, tmp_path):
 
 
 def test_worker_crash_resumes_from_last_checkpoint(ray_session, tmp_path):
-    from cnnsweep import ray_train
+    from cnnsweep.distributed import train as ray_train
     from cnnsweep.data import load_dataset
 
     marker = tmp_path / "crashed"

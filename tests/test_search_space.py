@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cnnsweep.cli import app
 from cnnsweep.config import ConfigError, config_to_dict, load_config, validate_config
-from cnnsweep.search_space import (baseline_params, expand_grid, load_search, optuna_distributions,
+from cnnsweep.sweep.space import (baseline_params, expand_grid, load_search, optuna_distributions,
                                    sample_overrides)
 
 REPO = Path(__file__).resolve().parents[1]

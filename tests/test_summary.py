@@ -9,7 +9,7 @@ from rich.console import Console
 
 from cnnsweep.config import RunConfig
 from cnnsweep.models import ModelError, create_model
-from cnnsweep.summary import (ModelSummary, parse_memory, print_summary, suggest_micro_batch, summarize,
+from cnnsweep.models.summary import (ModelSummary, parse_memory, print_summary, suggest_micro_batch, summarize,
                               summarize_config)
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from cnnsweep.config import validate_config
-from cnnsweep.search_space import load_search
-from cnnsweep.sweep_report import TrialRecord, build_ablation, build_leaderboard, classify, write_reports
+from cnnsweep.sweep.space import load_search
+from cnnsweep.sweep.report import TrialRecord, build_ablation, build_leaderboard, classify, write_reports
 
 SPACE = {"baseline_first": False, "space": {
     "model.batch_norm": {"choice": [True, False]},

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnsweep.config import validate_config
-from cnnsweep.search_space import load_search
+from cnnsweep.sweep.space import load_search
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("cnnsweep"))
@@ -39,7 +39,7 @@ def _plan_inputs(scaling: dict, space: dict | None = None):
 
 
 def test_trial_footprint_is_workers_times_per_worker_resources():
-    from cnnsweep.tune import trial_footprint
+    from cnnsweep.distributed.tune import trial_footprint
 
     cfg, search = _plan_inputs({"num_workers": 2, "cpus_per_worker": 1.5})
     assert trial_footprint(cfg, search) == {"CPU": 3.0, "GPU": 0.0}  # the trial driver itself reserves 0
@@ -52,7 +52,7 @@ def test_trial_footprint_is_workers_times_per_worker_resources():
 
 def test_max_concurrent_auto_fits_the_cluster():
     from cnnsweep.config import ConfigError
-    from cnnsweep.tune import derive_max_concurrent
+    from cnnsweep.distributed.tune import derive_max_concurrent
 
     assert derive_max_concurrent("auto", {"CPU": 4.0}, {"CPU": 2.0, "GPU": 0.0}, 10) == 2
     assert derive_max_concurrent("auto", {"CPU": 2.0}, {"CPU": 2.0, "GPU": 0.0}, 10) == 1

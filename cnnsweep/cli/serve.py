@@ -43,7 +43,8 @@ def serve_cmd(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address [RAY_ADDRESS or local]"),
 ) -> None:
     """Serve models over HTTP with Ray Serve (Open Inference Protocol v2 + image upload); blocks until Ctrl-C."""
-    from cnnsweep.serving import ServeConfigError, build_settings, serve_forever
+    from cnnsweep.distributed.serve import serve_forever
+    from cnnsweep.serving import ServeConfigError, build_settings
 
     try:
         settings = build_settings({

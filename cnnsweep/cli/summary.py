@@ -20,7 +20,7 @@ def summary_cmd(
 ) -> None:
     """Per-layer shapes and parameters, FLOPs per image, and memory estimates."""
     from cnnsweep.config import load_config
-    from cnnsweep.summary import summarize_config
+    from cnnsweep.models.summary import summarize_config
 
     cfg = load_config(config, set_ or [])
     report = summarize_config(cfg, memory=memory)

@@ -37,7 +37,7 @@ def train_cmd(
 ) -> None:
     """Train one candidate with Ray Train (DDP, AMP, gradient accumulation)."""
     from cnnsweep.config import load_config
-    from cnnsweep.train_command import train
+    from cnnsweep.distributed.train_job import run_train_job
 
     cfg = load_config(config, set_ or [])
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[line]}"),
@@ -47,7 +47,7 @@ def train_cmd(
         def on_epoch(m: dict) -> None:
             progress.update(task, completed=int(m["epoch"]) + 1, line=_progress_line(m))
 
-        summary = train(cfg, output=output, address=address, on_epoch=on_epoch)
+        summary = run_train_job(cfg, output=output, address=address, on_epoch=on_epoch)
     if json_out:
         print_json({k: v for k, v in summary.items() if k != "metrics"} | {"metrics": summary["metrics"]})
     else:

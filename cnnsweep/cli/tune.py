@@ -10,6 +10,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from cnnsweep import metrics as M
 from cnnsweep.cli.app import app, err, friendly_errors, out, print_json
 
 MAX_LIVE_ROWS = 20  # the newest trials; the leaderboard at the end has them all
@@ -47,7 +48,7 @@ def leaderboard_table(report_dir: str, metric: str) -> Table:
     board = pd.read_csv(Path(report_dir) / "leaderboard.csv")
     table = Table(title=f"leaderboard (top {min(LEADERBOARD_ROWS, len(board))} of {len(board)}, by {metric})",
                   title_justify="left")
-    cols = [c for c in ("rank", "trial_id", "label", "status", "epochs", "val/acc", "val/loss")
+    cols = [c for c in ("rank", "trial_id", "label", "status", "epochs", M.VAL_ACC, M.VAL_LOSS)
             if c in board] + [c for c in board if c.startswith("param:")]
     for c in cols:
         table.add_column(c.removeprefix("param:"), overflow="fold")
@@ -89,13 +90,13 @@ def tune_cmd(
 ) -> None:
     """Search architectures and training settings with Ray Tune + Optuna (ASHA early stopping)."""
     from cnnsweep.config import ConfigError, load_config
-    from cnnsweep.search_space import load_search
+    from cnnsweep.sweep.space import load_search
 
     cfg = load_config(sweep, set_ or [])
     search = load_search(cfg)  # a bad space exits 2 here, before Ray is imported
     if resume and not output:
         raise ConfigError("--resume needs --output: the folder of the sweep to continue")
-    from cnnsweep.tune import run_sweep
+    from cnnsweep.distributed.tune import run_sweep
 
     live = Live(console=err, transient=json_out, refresh_per_second=2)  # shown from the first trial on
 

@@ -7,13 +7,13 @@ from . import digits, gtsrb_official, gtsrb_pickle, image_folder, mnist  # noqa:
 from .balance import BALANCE_METHODS, build_epoch_indices, class_counts, class_weights
 from .dataset import ImageDataset, ImageSplit
 from .errors import DataError
-from .load import load_dataset
+from .load import DataSource, dataset_key, load_dataset
 from .loader import DeviceBatches, shard_for_eval
 from .registry import create_dataset, list_datasets, register_dataset
 from .safe_pickle import load_pickle
 
 __all__ = [
-    "BALANCE_METHODS", "DataError", "DeviceBatches", "ImageDataset", "ImageSplit", "build_epoch_indices",
+    "BALANCE_METHODS", "DataError", "DataSource", "dataset_key", "DeviceBatches", "ImageDataset", "ImageSplit", "build_epoch_indices",
     "class_counts", "class_weights", "create_dataset", "list_datasets", "load_dataset", "load_pickle",
     "register_dataset", "shard_for_eval",
 ]

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import torch
 
+from ..registry import BALANCE_METHODS as BALANCERS, RegistryError
 from .errors import DataError
 
-BALANCE_METHODS = ("none", "class_weights", "sampler", "oversample", "undersample", "oversample_augment")
+Indices = tuple[torch.Tensor, "torch.Tensor | None"]  # (indices into the split, augment mask or None)
 
 
 def class_counts(labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
@@ -36,25 +37,45 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return weights.float().to(labels.device)
 
 
-def build_epoch_indices(labels: torch.Tensor, balance: str, generator: torch.Generator
-                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def build_epoch_indices(labels: torch.Tensor, balance: str, generator: torch.Generator) -> Indices:
     """(indices into the split, augment_mask or None) for one epoch, already shuffled.
 
     augment_mask (bool, same length) is returned only for oversample_augment: True = a duplicate that
     must be augmented.
     """
-    labels = labels.cpu()
-    if balance in ("none", "class_weights"):
-        return torch.randperm(len(labels), generator=generator), None
-    if balance == "sampler":
-        weights = 1.0 / class_counts(labels).double()[labels]
-        return torch.multinomial(weights, len(labels), replacement=True, generator=generator), None
-    if balance == "undersample":
-        return _shuffle(_undersample(labels, generator), None, generator)
-    if balance in ("oversample", "oversample_augment"):
-        indices, is_extra = _oversample(labels, generator)
-        return _shuffle(indices, is_extra if balance == "oversample_augment" else None, generator)
-    raise DataError(f"data.balance: unknown method {balance!r}; known: {', '.join(BALANCE_METHODS)}")
+    try:
+        method = BALANCERS.get(balance)
+    except RegistryError as e:
+        raise DataError(f"data.balance: {e}") from None
+    return method(labels.cpu(), generator)
+
+
+@BALANCERS.register("none")
+@BALANCERS.register("class_weights")  # every image once; the loss is re-weighted instead (engine)
+def _every_image_once(labels: torch.Tensor, generator: torch.Generator) -> Indices:
+    return torch.randperm(len(labels), generator=generator), None
+
+
+@BALANCERS.register("sampler")
+def _sampler(labels: torch.Tensor, generator: torch.Generator) -> Indices:
+    weights = 1.0 / class_counts(labels).double()[labels]
+    return torch.multinomial(weights, len(labels), replacement=True, generator=generator), None
+
+
+@BALANCERS.register("undersample")
+def _undersample_epoch(labels: torch.Tensor, generator: torch.Generator) -> Indices:
+    return _shuffle(_undersample(labels, generator), None, generator)
+
+
+@BALANCERS.register("oversample")
+def _oversample_epoch(labels: torch.Tensor, generator: torch.Generator) -> Indices:
+    return _shuffle(_oversample(labels, generator)[0], None, generator)
+
+
+@BALANCERS.register("oversample_augment")
+def _oversample_augment_epoch(labels: torch.Tensor, generator: torch.Generator) -> Indices:
+    indices, is_extra = _oversample(labels, generator)
+    return _shuffle(indices, is_extra, generator)
 
 
 def _class_groups(labels: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
@@ -89,3 +110,6 @@ def _shuffle(indices: torch.Tensor, mask: torch.Tensor | None, generator: torch.
              ) -> tuple[torch.Tensor, torch.Tensor | None]:
     perm = torch.randperm(len(indices), generator=generator)
     return indices[perm], (mask[perm] if mask is not None else None)
+
+
+BALANCE_METHODS = tuple(BALANCERS.names())

@@ -1,4 +1,4 @@
-"""DeviceBatches: micro-batches of a split that already lives on the training device.
+"""DeviceBatches: this worker's batches of a split that already lives on the training device.
 
 No DataLoader and no per-image Python: each epoch is one index permutation (computed on the CPU from a
 seeded generator, moved to the device once), and each batch is one index_select there. Under DDP every
@@ -20,7 +20,8 @@ IndicesFn = Callable[[torch.Generator], tuple[torch.Tensor, Optional[torch.Tenso
 
 
 class DeviceBatches:
-    """Iterate (images_uint8, labels) micro-batches of one epoch; call set_epoch(e) before each epoch."""
+    """Iterate this rank's (images_uint8, labels) batches of one epoch (the engine cuts each into
+    micro-batches for gradient accumulation); call set_epoch(e) before each epoch."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool = True,
                  seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False,

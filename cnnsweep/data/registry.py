@@ -1,4 +1,5 @@
-"""Dataset registry: a format name -> a loader `fn(root, **options) -> ImageDataset`."""
+"""Dataset registry: a format name -> a loader `fn(root, **options) -> ImageDataset`
+(the `DATASETS` instance of the generic `cnnsweep.registry.Registry`)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,20 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable
 
+from ..registry import DATASETS, RegistryError
 from .dataset import ImageDataset
 from .errors import DataError
 
 Loader = Callable[..., ImageDataset]
-_REGISTRY: dict[str, Loader] = {}
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Decorator: make `fn(root, **options)` loadable as `data.name: <name>`."""
-
-    def wrap(fn: Loader) -> Loader:
-        if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ValueError(f"dataset format {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
-
-    return wrap
+    """Decorator: make `fn(root, **options)` loadable as `data.name: <name>` (no other edit needed)."""
+    return DATASETS.register(name)
 
 
 def list_datasets() -> list[str]:
-    return sorted(_REGISTRY)
+    return DATASETS.names()
 
 
 def loader_options(name: str) -> set[str]:
@@ -46,9 +40,10 @@ def create_dataset(name: str, root: str | Path | None = None, **options: Any) ->
 
 
 def _get(name: str) -> Loader:
-    if name not in _REGISTRY:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
-    return _REGISTRY[name]
+    try:
+        return DATASETS.get(name)
+    except RegistryError as e:
+        raise DataError(str(e)) from None
 
 
 def require_root(name: str, root: Path | None, hint: str) -> Path:

@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from torch import nn
 
 from cnnsweep.engine.amp import AmpSettings
+from cnnsweep.metrics import key
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: 
     labels = list(range(num_classes))
     p, r, f1, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average="macro",
                                                   zero_division=0)
-    return {f"{prefix}/acc": float(accuracy_score(y_true, y_pred)),
-            f"{prefix}/precision_macro": float(p), f"{prefix}/recall_macro": float(r),
-            f"{prefix}/f1_macro": float(f1)}
+    return {key(prefix, "acc"): float(accuracy_score(y_true, y_pred)),
+            key(prefix, "precision_macro"): float(p), key(prefix, "recall_macro"): float(r),
+            key(prefix, "f1_macro"): float(f1)}
 
 
 def _gather(t: torch.Tensor, world_size: int) -> torch.Tensor:
@@ -85,5 +86,5 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, prepa
     keep = y >= 0
     y_np, p_np = y[keep].cpu().numpy(), pred[keep].cpu().numpy()
     metrics = classification_metrics(y_np, p_np, num_classes, prefix)
-    metrics[f"{prefix}/loss"] = float(losses.sum().item() / max(1, int(keep.sum().item())))
+    metrics[key(prefix, "loss")] = float(losses.sum().item() / max(1, int(keep.sum().item())))
     return metrics

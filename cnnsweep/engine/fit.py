@@ -25,6 +25,7 @@ from cnnsweep.engine.seed import seed_everything
 from cnnsweep.engine.step import StepState, train_step
 from cnnsweep.models import build_model, param_groups
 from cnnsweep.transforms import Preprocess, build_augment, default_balance_augment
+from cnnsweep import metrics as M
 
 
 @dataclass
@@ -125,9 +126,9 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    return {"train/loss": loss_sum.item() / max(1, seen), "train/acc": correct.item() / max(1, seen),
-            "images_per_s": seen * run.hooks.world_size / max(seconds, 1e-9), "train/seconds": seconds,
-            "lr": run.step.optimizer.param_groups[0]["lr"], "micro_batch_size": run.step.micro_batch}
+    return {M.TRAIN_LOSS: loss_sum.item() / max(1, seen), M.TRAIN_ACC: correct.item() / max(1, seen),
+            M.IMAGES_PER_S: seen * run.hooks.world_size / max(seconds, 1e-9), M.TRAIN_SECONDS: seconds,
+            M.LR: run.step.optimizer.param_groups[0]["lr"], "micro_batch_size": run.step.micro_batch}
 
 
 def _evaluate_split(run: _Run, name: str, prefix: str) -> dict[str, float]:

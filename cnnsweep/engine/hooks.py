@@ -1,7 +1,7 @@
 """What differs between a bare process and a distributed worker, behind one small interface.
 
 `fit` calls only these methods, so the same loop runs in a notebook, on a GPU box with no Ray,
-or inside a Ray Train worker (see `cnnsweep.ray_train.RayTrainHooks`).
+or inside a Ray Train worker (see `cnnsweep.distributed.train.RayTrainHooks`).
 """
 
 from __future__ import annotations

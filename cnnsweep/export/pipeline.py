@@ -24,6 +24,7 @@ from cnnsweep.export.quantize import quantize_int8
 from cnnsweep.export.runtime import create_session, onnx_accuracy
 from cnnsweep.export.sources import BEST_DIR, MODEL_FILE, resolve_sources
 from cnnsweep.export.verify import ATOL, BATCH_SIZES, verify_session
+from cnnsweep import metrics as M
 
 NUM_CALIBRATION = 512  # training images for int8 calibration: ranges settle well before this
 PREPROCESS_CHUNK = 512  # images preprocessed at a time (bounds float memory for large inputs)
@@ -107,7 +108,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, int8: bool 
     valid = dataset.valid.images[:sum(BATCH_SIZES)]
     verification = verify_session(create_session(path), lm.model, normalized(lm, valid), atol=atol)
     report = ExportReport(str(lm.path), str(path), path.stat().st_size, verification.to_dict(),
-                          lm.metrics.get("val/acc"), notes=list(dataset.notes))
+                          lm.metrics.get(M.VAL_ACC), notes=list(dataset.notes))
     if not verification.ok:
         path.unlink(missing_ok=True)  # a model that does not reproduce must not be served by accident
         report.seconds = time.perf_counter() - start

@@ -20,12 +20,13 @@ The model follows timm's conventions (`get_classifier`, `group_matcher`, `featur
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn as nn
 
 from cnnsweep.models.registry import ModelError, register_model
+from cnnsweep.registry import POOLINGS as POOLING_REGISTRY
 
 MAX_WIDTH = 512  # channel cap for the doubling schedule (a width above it is kept, never raised)
 MAX_HEAD_PARAMS = 50_000_000  # flatten head larger than this (200 MB in fp32) is refused
@@ -47,8 +48,15 @@ INIT_GAINS = {"relu": 1.415, "leaky_relu": 1.415, "elu": 1.246, "gelu": 1.534, "
               "tanh": 1.593, "sigmoid": 1.847}
 CNN_ARGS = ("num_stages", "width", "convs_per_stage", "batch_norm", "dropout", "activation",
             "pooling", "head")  # the ModelConfig fields this family reads
-POOLINGS = ("max", "avg", "strided", "none")
 HEADS = ("gap", "flatten")
+
+# Downsampling per stage (`model.pooling`): the registry entry makes the layer that halves the side, or
+# None when the stage's last conv does it itself (strided) or nothing does (none).
+POOLING_REGISTRY.register("max")(lambda: nn.MaxPool2d(2))
+POOLING_REGISTRY.register("avg")(lambda: nn.AvgPool2d(2))
+POOLING_REGISTRY.register("strided")(lambda: None)  # the last 3x3 conv of the stage has stride 2
+POOLING_REGISTRY.register("none")(lambda: None)
+POOLINGS = tuple(POOLING_REGISTRY.names())
 
 
 def make_activation(name: str) -> nn.Module:
@@ -83,10 +91,9 @@ def _build_stage(c_in: int, c_out: int, *, convs: int, batch_norm: bool, activat
         if batch_norm:
             layers[f"bn{j}"] = nn.BatchNorm2d(c_out)
         layers[f"act{j}"] = make_activation(activation)
-    if downsample and pooling == "max":
-        layers["pool"] = nn.MaxPool2d(2)
-    elif downsample and pooling == "avg":
-        layers["pool"] = nn.AvgPool2d(2)
+    pool = POOLING_REGISTRY.get(pooling)() if downsample else None
+    if pool is not None:
+        layers["pool"] = pool
     if dropout > 0:
         # Spatial dropout: neighbouring pixels of a feature map are strongly correlated, so zeroing
         # single activations barely regularises a conv net; Dropout2d zeroes whole channels instead.
@@ -183,9 +190,18 @@ def _check_args(num_stages: int, width: int, convs: int, dropout: float, pooling
         raise ModelError(f"image_size must be >= 1, got {image_size}")
 
 
-@register_model("cnn")
-def create_cnn(num_classes: int, in_channels: int = 3, image_size: int = 32, **cfg: Any) -> CNN:
+@register_model("cnn", config_fields=CNN_ARGS)
+def create_cnn(num_classes: int, in_channels: int = 3, image_size: int = 32, *, pretrained: bool = False,
+               weights: Optional[str] = None, **cfg: Any) -> CNN:
     unknown = sorted(set(cfg) - set(CNN_ARGS))
     if unknown:
         raise ModelError(f"cnn: unknown argument(s) {', '.join(unknown)}; known: {', '.join(CNN_ARGS)}")
-    return CNN(num_classes, in_channels, image_size, **cfg)
+    if pretrained and not weights:
+        raise ModelError("model.pretrained=true: the cnn family has no published weights; set "
+                         "model.weights to a local file (e.g. a cnnsweep checkpoint.pt) or use timm/<name>")
+    model = CNN(num_classes, in_channels, image_size, **cfg)
+    if weights:
+        from cnnsweep.models.weights import load_weights
+
+        load_weights(model, weights)
+    return model

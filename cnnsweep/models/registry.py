@@ -14,39 +14,41 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-Factory = Callable[..., nn.Module]
+from cnnsweep.registry import MODELS, Entry, RegistryError
 
-_REGISTRY: dict[str, Factory] = {}
+Factory = Callable[..., nn.Module]
 
 
 class ModelError(ValueError):
     """A model problem phrased for a person (unknown name, missing weights, impossible head)."""
 
 
-def register_model(name: str) -> Callable[[Factory], Factory]:
-    """Decorator: `@register_model("cnn")` or, for a family of names, `@register_model("timm/")`."""
+def register_model(name: str, *, config_fields: tuple[str, ...] = ()) -> Callable[[Factory], Factory]:
+    """Decorator: `@register_model("cnn", config_fields=(...))` or, for a family, `@register_model("timm/")`.
 
+    The family owns its keyword arguments: `config_fields` names the `model.*` fields its factory reads
+    (passed by `build.model_args`); every factory also takes `pretrained` and `weights`.
+    """
     def wrap(fn: Factory) -> Factory:
-        if name in _REGISTRY and _REGISTRY[name] is not fn:
-            raise ModelError(f"model {name!r} is already registered")
-        _REGISTRY[name] = fn
-        return fn
+        try:
+            return MODELS.register(name, config_fields=tuple(config_fields))(fn)
+        except RegistryError as e:
+            raise ModelError(str(e)) from None
 
     return wrap
 
 
 def list_models() -> list[str]:
     """Registered names; a family shows as `timm/<name>`."""
-    return sorted(n + "<name>" if n.endswith("/") else n for n in _REGISTRY)
+    return MODELS.names()
 
 
-def _lookup(name: str) -> tuple[Factory, dict[str, Any]]:
-    if name in _REGISTRY:
-        return _REGISTRY[name], {}
-    for prefix, fn in _REGISTRY.items():
-        if prefix.endswith("/") and name.startswith(prefix) and len(name) > len(prefix):
-            return fn, {"model_name": name[len(prefix):]}
-    raise ModelError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+def model_entry(name: str) -> tuple[Entry, dict[str, Any]]:
+    """(registry entry, extra factory arguments such as timm's `model_name`)."""
+    try:
+        return MODELS.entry(name)
+    except RegistryError as e:
+        raise ModelError(str(e)) from None
 
 
 def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
@@ -56,6 +58,6 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: 
         raise ModelError(f"num_classes must be >= 1, got {num_classes}")
     if in_channels < 1:
         raise ModelError(f"in_channels must be >= 1, got {in_channels}")
-    factory, extra = _lookup(name)
-    return factory(num_classes=num_classes, in_channels=in_channels, image_size=image_size,
-                   **extra, **cfg)
+    entry, extra = model_entry(name)
+    return entry.obj(num_classes=num_classes, in_channels=in_channels, image_size=image_size,
+                     **extra, **cfg)

@@ -1,12 +1,8 @@
-"""Ray Serve layer: ONNX Runtime replicas behind a FastAPI app (Open Inference Protocol v2 + /predict).
-
-The pieces without Ray (settings, body, images, model, protocol, responses, http_app) are plain
-Python; `deployment` and `server` are where Ray Serve comes in.
+"""The HTTP inference app, without Ray: settings, request bodies, image decoding, ONNX Runtime models,
+the Open Inference Protocol v2 and the FastAPI app. Importing this package never imports ray; Ray Serve
+wraps it in `cnnsweep.distributed.serve` (the deployment and the server process).
 """
 
-from cnnsweep.serving.deployment import APP_NAME, InferenceServer, build_app, build_deployment
-from cnnsweep.serving.server import serve_forever, start_server
 from cnnsweep.serving.settings import ModelSpec, ServeConfigError, ServeSettings, build_settings
 
-__all__ = ["APP_NAME", "InferenceServer", "ModelSpec", "ServeConfigError", "ServeSettings", "build_app",
-           "build_deployment", "build_settings", "serve_forever", "start_server"]
+__all__ = ["ModelSpec", "ServeConfigError", "ServeSettings", "build_settings"]

@@ -7,6 +7,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cnnsweep.config import format_validation_error
+
 MiB = 1024 * 1024
 
 
@@ -78,6 +80,4 @@ def build_settings(raw: dict[str, Any] | ServeSettings) -> ServeSettings:
     try:
         return ServeSettings.model_validate(raw)
     except ValidationError as err:
-        lines = [f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
-                 for e in err.errors()]
-        raise ServeConfigError("\n".join(lines)) from None
+        raise ServeConfigError(format_validation_error(err, root="settings")) from None

@@ -83,5 +83,5 @@ def test_same_generator_seed_same_epoch_and_unknown_method(labels):
     b, _ = build_epoch_indices(labels, "oversample", _gen(3))
     c, _ = build_epoch_indices(labels, "oversample", _gen(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    with pytest.raises(DataError, match="unknown method"):
+    with pytest.raises(DataError, match="data.balance: unknown balance method .smote.; registered: class_weights"):
         build_epoch_indices(labels, "smote", _gen())

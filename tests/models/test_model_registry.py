@@ -30,7 +30,10 @@ def test_model_error_is_a_value_error():
 
 
 def test_register_and_create_a_custom_model(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    from cnnsweep.registry import MODELS
+
+    MODELS.names()  # shipped entries loaded before the copy
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))
 
     @register_model("tiny")
     def tiny(num_classes, in_channels, image_size, hidden=3):

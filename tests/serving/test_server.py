@@ -54,7 +54,8 @@ def server(ray_session, digits):
     """The `cnnsweep serve` code path, bound to 127.0.0.1 on a free port; torn down after the module."""
     from ray import serve
 
-    from cnnsweep.serving import build_settings, start_server
+    from cnnsweep.serving import build_settings
+    from cnnsweep.distributed.serve import start_server
 
     url = start_server(build_settings({"models": [str(digits[0])], **LIMITS}), port=_free_port())
     yield url
@@ -216,7 +217,7 @@ def test_replica_still_answers_after_the_bad_input_corpus(server, digits):
 def test_overload_sheds_with_503_instead_of_hanging(server, digits):
     from ray import serve
 
-    from cnnsweep.serving import build_app
+    from cnnsweep.distributed.serve import build_app
 
     # A tight second app: 2 in flight (each waiting 0.5 s for a batch to fill) + 2 queued, the rest shed.
     tight = {"models": [str(digits[0])], "max_batch_size": 2, "max_ongoing_requests": 2, "max_queued_requests": 2,
@@ -243,7 +244,7 @@ def gtsrb(server, gtsrb_root, tmp_path_factory):
     """A tiny CNN trained on a GTSRB subset, exported, and served as a second application."""
     from ray import serve
 
-    from cnnsweep.serving import build_app
+    from cnnsweep.distributed.serve import build_app
 
     cfg = {"data": {"name": "gtsrb_pickle", "root": str(gtsrb_root), "max_train_samples": 3000,
                     "max_val_samples": 430},

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from cnnsweep.config import RunConfig, save_config
+from cnnsweep import metrics as M
 
 
 def default_output(cfg: RunConfig) -> Path:
@@ -27,12 +28,12 @@ def _follow(path: Path, on_line: Callable[[dict], None], stop: threading.Event) 
         seen = len(lines)
 
 
-def train(cfg: RunConfig, output: Optional[str] = None, address: Optional[str] = None,
+def run_train_job(cfg: RunConfig, output: Optional[str] = None, address: Optional[str] = None,
           on_epoch: Optional[Callable[[dict], None]] = None) -> dict[str, Any]:
     """Run one candidate end to end; returns the summary that `--json` prints."""
-    from cnnsweep import ray_train
+    from cnnsweep.distributed import train as ray_train
     from cnnsweep.data import load_dataset
-    from cnnsweep.ray_cluster import start_ray
+    from cnnsweep.distributed.cluster import start_ray
 
     out = Path(output) if output else default_output(cfg)
     save_config(cfg, out / "config.yaml")  # the resolved config, next to the results
@@ -49,9 +50,9 @@ def train(cfg: RunConfig, output: Optional[str] = None, address: Optional[str] =
         stop.set()
         follower.join()
     m = outcome.metrics
-    summary = {"val_acc": m.get("val/acc"), "val_f1_macro": m.get("val/f1_macro"), "test_acc": m.get("test/acc"),
+    summary = {"val_acc": m.get(M.VAL_ACC), "val_f1_macro": m.get(M.VAL_F1), "test_acc": m.get(M.TEST_ACC),
                "checkpoint": outcome.checkpoint, "best_checkpoint": outcome.best_checkpoint,
-               "epochs": int(m.get("epoch", -1)) + 1, "seconds": round(time.perf_counter() - start, 2),
+               "epochs": int(m.get(M.EPOCH, -1)) + 1, "seconds": round(time.perf_counter() - start, 2),
                "output": str(Path(outcome.output)), "notes": dataset.notes, "metrics": m}
     (out / "result.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -1,6 +1,6 @@
 """Ray Train V2 layer: run one candidate (`engine.fit`) as a `TorchTrainer` with DDP.
 
-This module and `cnnsweep.tune` / `cnnsweep.serving` are the only places that import ray.
+Part of `cnnsweep.distributed`, the only package that imports ray.
 Every point where the code touches Ray is marked `# Ray:`.
 """
 
@@ -21,6 +21,7 @@ import torch
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig as RayRunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
+from cnnsweep import metrics as M
 from cnnsweep.checkpoint import load_checkpoint, save_checkpoint
 from cnnsweep.config import RunConfig, config_to_dict, validate_config
 from cnnsweep.data import ImageDataset, load_dataset
@@ -98,15 +99,16 @@ def build_scaling_config(cfg_scaling) -> ScalingConfig:
 
 def build_trainer(cfg: RunConfig, dataset_ref: Any, *, storage_path: str, name: str,
                   history_path: Optional[str] = None, callbacks: Optional[list] = None,
-                  worker_env: Optional[dict[str, str]] = None) -> TorchTrainer:
+                  worker_env: Optional[dict[str, str]] = None, metric: str = M.DEFAULT_METRIC) -> TorchTrainer:
     """A TorchTrainer for one candidate. `dataset_ref` is `ray.put(ImageDataset)`;
-    `worker_env` adds environment variables to the worker processes (e.g. NCCL settings)."""
+    `worker_env` adds environment variables to the worker processes (e.g. NCCL settings);
+    `metric` ranks the kept checkpoints (a sweep passes its `search.metric`, so `best/` follows it)."""
     run_config = RayRunConfig(  # Ray
         name=name, storage_path=storage_path, callbacks=callbacks,
         worker_runtime_env={"env_vars": worker_env} if worker_env else None,
         failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep,
-                                           checkpoint_score_attribute="val/acc", checkpoint_score_order="max"))
+                                           checkpoint_score_attribute=metric, checkpoint_score_order=M.MODES[metric]))
     return TorchTrainer(  # Ray: gloo on CPU, nccl on GPU
         train_loop_per_worker,
         train_loop_config={"config": config_to_dict(cfg), "dataset": dataset_ref, "history_path": history_path},
@@ -119,7 +121,7 @@ def build_trainer(cfg: RunConfig, dataset_ref: Any, *, storage_path: str, name: 
 class TrainOutcome:
     metrics: dict[str, Any]
     checkpoint: Optional[str]  # the last checkpoint
-    best_checkpoint: Optional[str]  # highest val/acc among those kept
+    best_checkpoint: Optional[str]  # best by the default metric (val/acc) among those kept
     output: str
 
 
@@ -134,6 +136,6 @@ def run_candidate(cfg: RunConfig, output: str | Path, dataset: Optional[ImageDat
     trainer = build_trainer(cfg, ray.put(dataset), storage_path=str(out), name="train",  # Ray: object store
                             history_path=str(history), worker_env=worker_env)
     result = trainer.fit()  # Ray: raises TrainingFailedError when retries are exhausted
-    best = result.get_best_checkpoint("val/acc", "max") if result.best_checkpoints else None
+    best = result.get_best_checkpoint(M.DEFAULT_METRIC, M.MODES[M.DEFAULT_METRIC]) if result.best_checkpoints else None
     return TrainOutcome(dict(result.metrics or {}), result.checkpoint.path if result.checkpoint else None,
                         best.path if best else None, str(out))

@@ -8,7 +8,7 @@ The YAML syntax (documented with examples in sweeps/*.yaml):
       algorithm: optuna          # optuna (TPE, seeded) | random (seeded) | grid
       seed: 0                    # sampler seed: same seed, same sequence of trials
       num_samples: 12            # optuna/random: trials to run (grid: one trial per point and seed)
-      max_concurrent: auto       # or an int; auto = what the cluster fits (see cnnsweep.tune)
+      max_concurrent: auto       # or an int; auto = what the cluster fits (see cnnsweep.distributed.tune)
       scheduler: {name: asha, grace_period: 2, reduction_factor: 3}   # or {name: fifo}
       space:                     # dotted run-config path -> one distribution
         train.lr: {loguniform: [1.0e-4, 1.0e-2]}
@@ -27,7 +27,7 @@ space (YAML order) and the values (or glob patterns, for strings) under which th
 `choice` option that is itself a distribution opens a branch whose parameter exists only when taken.
 A parameter that is not sampled keeps the base config's value.
 
-Pure pydantic + optuna: no ray, no torch. `cnnsweep.tune` turns this into a Ray Tune search.
+Pure pydantic + optuna: no ray, no torch. `cnnsweep.distributed.tune` turns this into a Ray Tune search.
 """
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cnnsweep.config import ConfigError, RunConfig, Section, apply_overrides, config_to_dict, validate_config
+from cnnsweep.config import ConfigError, RunConfig, Section, format_validation_error, apply_overrides, config_to_dict, validate_config
+from cnnsweep import metrics as M
 
 Scalar = Union[bool, int, float, str, None]
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
-METRICS = {"val/acc": "max", "val/f1_macro": "max", "train/acc": "max", "val/loss": "min", "train/loss": "min"}
+METRICS = M.MODES  # what search.metric may name, and its direction
 MAX_GRID_INT_VALUES = 64  # an `int` range expands to every value in a grid; more is surely a mistake
 
 
@@ -123,7 +124,7 @@ class SchedulerConfig(Section):
 
 
 class SearchConfig(Section):
-    metric: str = "val/acc"
+    metric: str = M.DEFAULT_METRIC
     mode: Literal["max", "min"] = "max"
     algorithm: Literal["optuna", "random", "grid"] = "optuna"
     seed: int = 0  # sampler seed (not the training seed: see `seeds`)
@@ -266,13 +267,7 @@ def load_search(cfg: RunConfig) -> SearchConfig:
 
 
 def _format(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-        loc = loc.replace(".Distribution", "").replace(".is-instance[Distribution]", "")
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-        lines.append(f"search.{loc}: {msg}" if loc else f"search: {msg}")
-    return "\n".join(dict.fromkeys(lines))
+    return format_validation_error(err, "search", noise=("Distribution", "is-instance[Distribution]"))
 
 
 # ---------------------------------------------------------------------------- define-by-run sampling

@@ -1,7 +1,7 @@
 """What a finished sweep leaves behind: leaderboard, per-epoch history, ablation summary, curves, importances.
 
 Pure pandas + matplotlib (+ optuna for importances): no ray, so the report can be rebuilt from a copy of
-the results on a laptop. `cnnsweep.tune` turns Ray Tune's results into `TrialRecord`s and calls
+the results on a laptop. `cnnsweep.distributed.tune` turns Ray Tune's results into `TrialRecord`s and calls
 `write_reports`.
 """
 
@@ -16,12 +16,13 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from cnnsweep.search_space import SearchConfig, optuna_distributions
+from cnnsweep.sweep.space import SearchConfig, optuna_distributions
+from cnnsweep import metrics as M
 
 log = logging.getLogger(__name__)
 
-CURVE_METRICS = ("val/loss", "val/acc")  # the error / learning curves the report plots
-SHOWN_METRICS = ("val/acc", "val/loss", "val/f1_macro", "train/loss", "test/acc")
+CURVE_METRICS = (M.VAL_LOSS, M.VAL_ACC)  # the error / learning curves the report plots
+SHOWN_METRICS = (M.VAL_ACC, M.VAL_LOSS, M.VAL_PRECISION, M.VAL_RECALL, M.VAL_F1, M.TRAIN_LOSS, M.TEST_ACC)
 MAX_CATEGORIES = 6  # a numeric factor with more distinct values is binned into quantile ranges
 
 

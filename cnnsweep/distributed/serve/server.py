@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from ray import serve
 
-from cnnsweep.serving.deployment import APP_NAME, build_app
+from cnnsweep.distributed.serve.deployment import APP_NAME, build_app
 from cnnsweep.serving.model import load_served_model
 from cnnsweep.serving.settings import ServeSettings
 
@@ -20,7 +20,7 @@ def check_models(settings: ServeSettings) -> dict[str, str]:
 def start_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
                  address: Optional[str] = None, route_prefix: str = "/", app_name: str = APP_NAME) -> str:
     """Deploy the models and return the base URL (non-blocking)."""
-    from cnnsweep.ray_cluster import start_ray
+    from cnnsweep.distributed.cluster import start_ray
 
     if address is None:  # on a remote cluster the paths are the replicas' business, not this machine's
         check_models(settings)

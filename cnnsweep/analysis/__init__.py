@@ -1,0 +1,1 @@
+"""Explaining models (issue 8): per-class errors, data analysis, visualizations, the HTML report."""

@@ -1,0 +1,76 @@
+"""`run_sweep`: what `cnnsweep tune` calls. Plans, runs (or resumes) the Tuner, then writes the report."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from cnnsweep.config import ConfigError, RunConfig, save_config
+from cnnsweep.distributed.tune import progress
+from cnnsweep.distributed.tune.resources import derive_max_concurrent, trial_footprint
+from cnnsweep.distributed.tune.results import collect_records, save_summary, summarize_sweep, report_dir_for
+from cnnsweep.distributed.tune.storage import path_exists, join_path, is_uri, resolve_output
+from cnnsweep.distributed.tune.tuner import SweepPlan, build_trainable, build_tuner, restore_tuner
+from cnnsweep.sweep.space import load_search, num_trials
+
+
+def plan_sweep(cfg: RunConfig, output: str, cluster: dict[str, float]) -> SweepPlan:
+    search = load_search(cfg)
+    need = trial_footprint(cfg, search)
+    return SweepPlan(cfg, search, resolve_output(output),
+                     derive_max_concurrent(search.max_concurrent, cluster, need, num_trials(search)))
+
+
+def _check_fresh(plan: SweepPlan, resume: bool) -> None:
+    if not resume and path_exists(join_path(plan.experiment, "tuner.pkl")):
+        raise ConfigError(f"{plan.output} already holds a sweep: pass --resume to continue it, or choose "
+                          "another --output")
+
+
+def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Optional[str] = None,
+              report_dir: Optional[str] = None,
+              on_progress: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> dict[str, Any]:
+    """Run (or with `resume`, continue) the sweep `cfg.search` describes; returns the summary."""
+    from cnnsweep.data import load_dataset
+    from cnnsweep.distributed.cluster import start_ray
+
+    load_search(cfg)  # config errors before anything slow starts
+    dataset = load_dataset(cfg.data)  # data errors too, before Ray starts
+    plan = plan_sweep(cfg, output, start_ray(address))  # Ray: connect (or start a private instance)
+    _check_fresh(plan, resume)
+    if not is_uri(plan.output):
+        save_config(cfg, Path(plan.output) / "sweep.yaml")
+    trainable = build_trainable(plan, dataset)
+    tuner = restore_tuner(plan, trainable) if resume else build_tuner(plan, trainable)
+    start = time.perf_counter()
+    progress.set_progress_sink(on_progress)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Tune prints its banner on stdout; --json owns stdout
+            results = tuner.fit()  # Ray: blocks until every trial finished, stopped early or errored
+    finally:
+        progress.set_progress_sink(None)
+    reports = report_dir_for(plan.output, report_dir)
+    summary = summarize_sweep(plan, collect_records(results, cfg), reports)
+    summary |= {"seconds": round(time.perf_counter() - start, 1), "notes": list(dataset.notes)}
+    _export_best(plan, summary)
+    save_summary(plan, summary, reports)
+    return summary
+
+
+def _export_best(plan: SweepPlan, summary: dict[str, Any]) -> None:
+    """search.export: the best trial's checkpoint -> <output>/best/model.onnx, verified against PyTorch.
+    A failed export is reported in the summary; the sweep's results stay as they are."""
+    if not plan.search.export or not summary.get("best") or is_uri(plan.output):
+        return
+    from cnnsweep.export import ExportError, export_best
+
+    try:
+        report = export_best(plan.output)
+        summary["best"]["onnx"] = report.onnx if report.ok else None
+        summary["best"]["onnx_verification"] = report.verification
+    except (ExportError, ValueError, OSError) as err:  # CheckpointError and DataError are ValueErrors
+        summary["best"]["onnx"] = None
+        summary["notes"].append(f"ONNX export of the best trial failed: {err}")
