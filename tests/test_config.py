@@ -79,7 +79,14 @@ def test_saved_config_round_trips(tmp_path):
     assert config_from_json(config_to_json(cfg)).train == cfg.train
 
 
-def test_shipped_sweeps_validate():
+def test_shipped_sweeps_validate_with_their_search_sections():
     from pathlib import Path
-    for path in sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml")):
-        assert isinstance(load_config(path), RunConfig), path
+
+    from cnnsweep.sweep.space import load_search
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
+    assert {p.stem for p in paths} >= {"ablation", "ahe", "gtsrb", "mnist", "quickstart"}
+    for path in paths:
+        cfg = load_config(path)  # raises ConfigError on any problem
+        search = load_search(cfg)
+        assert search.space or search.ablation, f"{path.name}: a sweep file with nothing to search"
