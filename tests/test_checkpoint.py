@@ -68,3 +68,31 @@ def test_missing_and_corrupt(tmp_path):
     torch.save({"weights": torch.ones(1)}, tmp_path / CHECKPOINT_FILE)
     with pytest.raises(CheckpointError, match="not a cnnsweep checkpoint"):
         load_checkpoint(tmp_path)
+
+
+def test_a_killed_partial_folder_is_never_picked(tmp_path):
+    import os
+
+    import torch
+
+    from cnnsweep.checkpoint import find_checkpoint_file
+
+    root = tmp_path / "checkpoints"
+    (root / "epoch_0001").mkdir(parents=True)
+    torch.save({"x": 1}, root / "epoch_0001" / "checkpoint.pt")
+    partial = root / ".epoch_0002.abc.partial"  # what a kill during save_checkpoint_dir leaves
+    partial.mkdir()
+    (partial / "checkpoint.pt").write_bytes(b"half")
+    os.utime(partial / "checkpoint.pt", (2e9, 2e9))  # newer than the complete one
+    assert find_checkpoint_file(root) == root / "epoch_0001" / "checkpoint.pt"
+
+
+def test_save_checkpoint_dir_replaces_the_whole_folder(tmp_path):
+    from cnnsweep.checkpoint import load_checkpoint, save_checkpoint_dir
+
+    d = tmp_path / "best"
+    save_checkpoint_dir({"model": {}, "config": {"name": "old"}, "metrics": {"val/acc": 0.1}}, d)
+    save_checkpoint_dir({"model": {}, "config": {"name": "new"}}, d)
+    assert load_checkpoint(d)["config"]["name"] == "new"
+    assert not (d / "metrics.json").exists()  # nothing of the old folder survives
+    assert [p.name for p in tmp_path.iterdir()] == ["best"]

@@ -104,6 +104,9 @@ def _resume(run: _Run) -> None:
     run.step.scheduler.load_state_dict(state["scheduler"])
     run.step.scaler.load_state_dict(state["scaler"])
     run.start_epoch = int(state["epoch"]) + 1
+    # The micro-batch an OOM shrank to: restarting with the configured one would only OOM again.
+    if "micro_batch_size" in state:
+        run.step.micro_batch = min(run.step.micro_batch, int(state["micro_batch_size"]))
     run.history = list(state.get("history", []))
 
 
@@ -148,6 +151,7 @@ def checkpoint_state(run: _Run, epoch: int, metrics: dict[str, float]) -> dict[s
             "preprocess": run.preprocess.to_dict(), "class_names": run.class_names,
             "model_args": {"num_classes": len(run.class_names), "in_channels": run.preprocess.in_channels,
                            "image_size": run.preprocess.image_size},
+            "micro_batch_size": run.step.micro_batch,  # after any OOM halving, so a resume starts there
             "metrics": metrics, "history": run.history}
 
 

@@ -1,4 +1,13 @@
-"""One optimizer step over a per-worker batch, split into micro-batches (gradient accumulation)."""
+"""One optimizer step over a per-worker batch, split into micro-batches (gradient accumulation).
+
+Under DDP, a CUDA out-of-memory error on one rank must not change what the others do: a rank that
+halves its micro-batch and retries alone runs a different number of backward passes than the rest,
+so the ranks' gradient all-reduces no longer line up (a hang, or "Expected to have finished
+reduction"). So with several ranks every micro-step runs under `no_sync` (no collective inside the
+forward/backward passes, where an OOM can strike), the ranks then all-reduce an OOM flag, and
+either all retry with half the micro-batch or all average their gradients explicitly. The cost: the
+gradient all-reduce no longer overlaps the last backward pass.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from cnnsweep.engine.amp import AmpSettings
@@ -38,17 +48,23 @@ def _sync_context(model: nn.Module, sync: bool):
     return contextlib.nullcontext()
 
 
-def _accumulate(state: StepState, x: torch.Tensor, y: torch.Tensor,
-                prepare: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+def _is_distributed(model: nn.Module) -> bool:
+    return (hasattr(model, "no_sync") and dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() > 1)
+
+
+def _accumulate(state: StepState, x: torch.Tensor, y: torch.Tensor, prepare: Callable,
+                sync_last: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward/backward every micro-batch; returns (sum of losses x samples, num correct) as device
-    tensors: calling .item() here would stall the GPU pipeline once per micro-step."""
+    tensors: calling .item() here would stall the GPU pipeline once per micro-step.
+    `sync_last=False` keeps DDP from reducing gradients in the last backward too (see module doc)."""
     n = x.shape[0]
     chunks = range(0, n, state.micro_batch)
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for i, start in enumerate(chunks):
         xb, yb = prepare(x[start:start + state.micro_batch]), y[start:start + state.micro_batch]
-        with _sync_context(state.model, sync=i == len(chunks) - 1):
+        with _sync_context(state.model, sync=sync_last and i == len(chunks) - 1):
             with state.amp.autocast():
                 logits = state.model(xb)
                 loss = state.loss_fn(logits.float(), yb)
@@ -58,6 +74,40 @@ def _accumulate(state: StepState, x: torch.Tensor, y: torch.Tensor,
         loss_sum += loss.detach() * yb.shape[0]
         correct += (logits.detach().argmax(1) == yb).sum()
     return loss_sum, correct
+
+
+def _no_forward_collectives(model: nn.Module) -> None:
+    """Stop DDP from broadcasting buffers at the start of the next forward. DDP clears this flag at the
+    end of a no_sync forward; a forward that raised OOM never got there, so that rank alone would
+    broadcast next time and the ranks' collectives would no longer match. `_average_gradients`
+    broadcasts the buffers instead, once per step, on every rank."""
+    if hasattr(model, "require_forward_param_sync"):
+        model.require_forward_param_sync = False
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if `flag` is True on any rank (one tiny all-reduce)."""
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _average_gradients(model: nn.Module) -> None:
+    """What DDP's backward would have done: every rank ends with the mean gradient over ranks.
+    Then rank 0's buffers (BatchNorm statistics) are broadcast, as DDP does before a synced forward."""
+    world = dist.get_world_size()
+    grads = []
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:  # unused on this step: contributes zeros, like DDP
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+    for work in [dist.all_reduce(g, async_op=True) for g in grads]:
+        work.wait()
+    for g in grads:
+        g.div_(world)
+    for work in [dist.broadcast(b, 0, async_op=True) for b in model.buffers()]:
+        work.wait()
 
 
 def _apply_update(state: StepState) -> None:
@@ -72,27 +122,46 @@ def _apply_update(state: StepState) -> None:
     state.scheduler.step()
 
 
+def _shrink_after_oom(state: StepState, where: str) -> None:
+    """Drop the partial gradients and halve the micro-batch (accumulation x2, same effective batch)."""
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.micro_batch <= 1:
+        raise torch.OutOfMemoryError(f"CUDA out of memory {where} with a micro-batch of 1 sample")
+    torch.cuda.empty_cache()
+    state.micro_batch //= 2
+    state.num_oom_retries += 1
+    log.warning("CUDA out of memory %s: micro-batch halved to %d (accumulation x2, same effective batch)",
+                where, state.micro_batch)
+
+
 def train_step(state: StepState, x: torch.Tensor, y: torch.Tensor,
                prepare: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor | int]:
     """One optimizer step on this worker's batch `x` (uint8, prepared by `prepare` per micro-batch).
 
     On a CUDA out-of-memory error the micro-batch is halved (so accumulation steps double and the
-    effective batch is unchanged), the partial gradients are dropped, and the step is retried.
+    effective batch is unchanged), the partial gradients are dropped, and the step is retried; under
+    DDP all ranks agree first, so they halve together (see the module docstring).
     Returns {"loss": mean loss, "correct": count, "n": samples}; loss and correct stay on the device.
     """
+    distributed = _is_distributed(state.model)
     while True:
+        oom = False
+        if distributed:
+            _no_forward_collectives(state.model)
         try:
-            loss_sum, correct = _accumulate(state, x, y, prepare)
-            break
+            loss_sum, correct = _accumulate(state, x, y, prepare, sync_last=not distributed)
         except torch.OutOfMemoryError:
-            if state.micro_batch <= 1:
+            if not distributed and state.micro_batch <= 1:
                 raise
-            state.optimizer.zero_grad(set_to_none=True)
-            torch.cuda.empty_cache()
-            state.micro_batch //= 2
-            state.num_oom_retries += 1
-            log.warning("CUDA out of memory: micro-batch halved to %d (accumulation x2, same effective batch)",
-                        state.micro_batch)
+            oom = True
+        if distributed and _any_rank(oom, x.device):
+            _shrink_after_oom(state, "on this rank" if oom else "on another rank")
+        elif oom:
+            _shrink_after_oom(state, "in training")
+        else:
+            break
+    if distributed:
+        _average_gradients(state.model)
     _apply_update(state)
     n = x.shape[0]
     return {"loss": loss_sum / n, "correct": correct, "n": n}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 import torch
@@ -97,3 +98,33 @@ def test_test_split_is_evaluated_once_at_the_end(digits):
     assert "test/acc" not in result.history[0]
     assert {"test/acc", "test/precision_macro", "test/recall_macro", "test/f1_macro"} <= result.metrics.keys()
     assert result.metrics["test/acc"] == pytest.approx(result.metrics["val/acc"])  # same images
+
+
+class _OomAbove(torch.nn.Module):
+    """Raises CUDA OOM for micro-batches above `limit`, counting them (a too-big micro-batch)."""
+
+    def __init__(self, inner, limit):
+        super().__init__()
+        self.inner, self.limit, self.num_ooms = inner, limit, 0
+
+    def forward(self, x):
+        if self.training and x.shape[0] > self.limit:
+            self.num_ooms += 1
+            raise torch.OutOfMemoryError("simulated")
+        return self.inner(x)
+
+
+def test_checkpoint_keeps_the_micro_batch_an_oom_shrank_to(digits, tmp_path, monkeypatch):
+    fit_module = importlib.import_module("cnnsweep.engine.fit")  # the package re-exports fit() under that name
+
+    built = []
+    real_build = fit_module.build_model
+    monkeypatch.setattr(fit_module, "build_model",
+                        lambda *a, **k: built.append(_OomAbove(real_build(*a, **k), limit=16)) or built[-1])
+    cfg = _cfg(train={"epochs": 2})
+    with pytest.raises(_Interrupted):  # killed after epoch 0's checkpoint
+        fit(cfg, digits, _StopAfter(LocalHooks(output=tmp_path / "a"), epochs=1))
+    assert built[0].num_ooms == 2  # 64 -> 32 -> 16
+    assert load_checkpoint(tmp_path / "a" / "checkpoints")["micro_batch_size"] == 16
+    resumed = fit(cfg, digits, LocalHooks(output=tmp_path / "b", resume_from=tmp_path / "a" / "checkpoints"))
+    assert resumed.metrics["micro_batch_size"] == 16 and built[1].num_ooms == 0  # no OOM again on restart
