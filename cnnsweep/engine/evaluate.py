@@ -18,17 +18,17 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def _predict_batches(model: nn.Module, images: torch.Tensor, prepare: Callable, batch_size: int,
+def _predict_batches(model: nn.Module, images: torch.Tensor, normalize: Callable, batch_size: int,
                      amp: Optional[AmpSettings]) -> torch.Tensor:
     out = []
     for start in range(0, images.shape[0], batch_size):
-        xb = prepare(images[start:start + batch_size])
+        xb = normalize(images[start:start + batch_size])
         with amp.autocast() if amp else torch.autocast("cpu", enabled=False):
             out.append(model(xb).float())
     return torch.cat(out) if out else torch.empty(0, device=images.device)
 
 
-def predict_logits(model: nn.Module, images: torch.Tensor, prepare: Callable, *, batch_size: int,
+def predict_logits(model: nn.Module, images: torch.Tensor, normalize: Callable, *, batch_size: int,
                    amp: Optional[AmpSettings] = None) -> torch.Tensor:
     """fp32 logits for uint8 `images` (N x C x H x W, on the model's device), in eval mode.
     On a CUDA out-of-memory error the batch is halved and the pass retried."""
@@ -37,7 +37,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, prepare: Callable, *,
     try:
         while True:
             try:
-                return _predict_batches(model, images, prepare, batch_size, amp)
+                return _predict_batches(model, images, normalize, batch_size, amp)
             except torch.OutOfMemoryError:
                 if batch_size <= 1:
                     raise
@@ -65,7 +65,7 @@ def _gather(t: torch.Tensor, world_size: int) -> torch.Tensor:
     return torch.stack(parts, 1).flatten()  # undo the rank::world_size interleaving
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, prepare: Callable, *,
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, normalize: Callable, *,
              num_classes: int, prefix: str, batch_size: int, amp: Optional[AmpSettings] = None,
              rank: int = 0, world_size: int = 1) -> dict[str, float]:
     """Metrics over the whole split. With several workers each evaluates the strided shard
@@ -75,7 +75,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, prepa
     idx = torch.arange(rank, per_rank * world_size, world_size, device=labels.device)
     valid = idx < n
     idx = idx.clamp(max=n - 1)  # pad the last shard by repeating a sample, then mask it out
-    logits = predict_logits(model, images[idx], prepare, batch_size=batch_size, amp=amp)
+    logits = predict_logits(model, images[idx], normalize, batch_size=batch_size, amp=amp)
     y = labels[idx]
     losses = nn.functional.cross_entropy(logits, y, reduction="none")
     pred = torch.where(valid, logits.argmax(1), -1)

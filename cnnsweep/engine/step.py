@@ -53,7 +53,7 @@ def _is_distributed(model: nn.Module) -> bool:
             and dist.get_world_size() > 1)
 
 
-def _accumulate(state: StepState, x: torch.Tensor, y: torch.Tensor, prepare: Callable,
+def _accumulate(state: StepState, x: torch.Tensor, y: torch.Tensor, normalize: Callable,
                 sync_last: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward/backward every micro-batch; returns (sum of losses x samples, num correct) as device
     tensors: calling .item() here would stall the GPU pipeline once per micro-step.
@@ -63,7 +63,7 @@ def _accumulate(state: StepState, x: torch.Tensor, y: torch.Tensor, prepare: Cal
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
     for i, start in enumerate(chunks):
-        xb, yb = prepare(x[start:start + state.micro_batch]), y[start:start + state.micro_batch]
+        xb, yb = normalize(x[start:start + state.micro_batch]), y[start:start + state.micro_batch]
         with _sync_context(state.model, sync=sync_last and i == len(chunks) - 1):
             with state.amp.autocast():
                 logits = state.model(xb)
@@ -135,8 +135,8 @@ def _shrink_after_oom(state: StepState, where: str) -> None:
 
 
 def train_step(state: StepState, x: torch.Tensor, y: torch.Tensor,
-               prepare: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor | int]:
-    """One optimizer step on this worker's batch `x` (uint8, prepared by `prepare` per micro-batch).
+               normalize: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor | int]:
+    """One optimizer step on this worker's batch `x` (uint8, already prepared; `normalize` turns each micro-batch into float model input, e.g. `Preprocess.normalize`).
 
     On a CUDA out-of-memory error the micro-batch is halved (so accumulation steps double and the
     effective batch is unchanged), the partial gradients are dropped, and the step is retried; under
@@ -149,7 +149,7 @@ def train_step(state: StepState, x: torch.Tensor, y: torch.Tensor,
         if distributed:
             _no_forward_collectives(state.model)
         try:
-            loss_sum, correct = _accumulate(state, x, y, prepare, sync_last=not distributed)
+            loss_sum, correct = _accumulate(state, x, y, normalize, sync_last=not distributed)
         except torch.OutOfMemoryError:
             if not distributed and state.micro_batch <= 1:
                 raise
