@@ -1,6 +1,6 @@
 """Train the small GTSRB members that benchmarks/ensemble.py ensembles, and write a sweep-style folder.
 
-    PYTHONPATH=. python benchmarks/ensemble_members.py --out /work/runs/ens_gtsrb [--epochs 2]
+    PYTHONPATH=. python benchmarks/ensemble_members.py --out /work/runs/ens_gtsrb [--epochs 3]
 
 Plain engine (`fit` + LocalHooks, one process, one thread: the machine is shared), one member per
 (seed, width, grayscale) below; then `leaderboard.csv` (rank, trial_id, val/acc, checkpoint: the
@@ -33,14 +33,15 @@ def member_config(seed: int, width: int, gray: bool, epochs: int, root: str):
     overrides = [f"data.root={root}", f"train.seed={seed}", f"model.width={width}",
                  f"data.grayscale={str(gray).lower()}", f"train.epochs={epochs}",
                  "scaling.num_workers=1", "train.amp='off'", "model.convs_per_stage=1",
-                 f"data.max_train_samples={NUM_TRAIN}"]
+                 f"data.max_train_samples={NUM_TRAIN}",
+                 "train.batch_size=64", "model.dropout=0.0"]  # more, smaller steps: 3 epochs of 15k images
     return load_config("sweeps/gtsrb.yaml", overrides=overrides)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/work/runs/ens_gtsrb")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--root", default="../shared/data/gtsrb")
     args = ap.parse_args()
     torch.set_num_threads(1)
