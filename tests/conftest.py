@@ -46,3 +46,38 @@ def ray_session():
     start_ray(num_cpus=4)  # logical CPUs: 2 Train workers + drivers/controllers fit on a 2-core box
     yield ray
     ray.shutdown()
+
+
+# ---------------------------------------------------------------- tiny real GTSRB members (ensembles, predict)
+
+def _tiny_gtsrb(root: Path, seed: int, grayscale: bool) -> dict:
+    return {"name": "tiny", "data": {"name": "gtsrb_pickle", "root": str(root), "max_train_samples": 1500,
+                                     "max_val_samples": 300, "grayscale": grayscale},
+            "model": {"num_stages": 2, "width": 6, "convs_per_stage": 1},
+            "train": {"epochs": 1, "batch_size": 64, "lr": 3e-3, "amp": "off", "seed": seed}}
+
+
+@pytest.fixture(scope="session")
+def tiny_gtsrb_sweep(gtsrb_root: Path, tmp_path_factory) -> Path:
+    """A sweep-style folder: 3 tiny members trained on real GTSRB (one grayscale, two colour; a few
+    seconds each) and the leaderboard.csv `cnnsweep tune` would write for them (rank, trial_id, val/acc,
+    checkpoint)."""
+    import csv
+
+    from cnnsweep.config import validate_config
+    from cnnsweep.data import load_dataset
+    from cnnsweep.engine import LocalHooks, fit
+
+    folder, rows = tmp_path_factory.mktemp("tiny-sweep"), []
+    for seed, gray in [(0, False), (1, True), (2, False)]:
+        trial = f"t{seed}_{'gray' if gray else 'rgb'}"
+        cfg = validate_config(_tiny_gtsrb(gtsrb_root, seed, gray))
+        hooks = LocalHooks(output=folder / trial, device="cpu")
+        result = fit(cfg, load_dataset(cfg.data), hooks)
+        rows.append({"trial_id": trial, "val/acc": result.metrics["val/acc"], "checkpoint": str(hooks.last_checkpoint)})
+    rows.sort(key=lambda r: -r["val/acc"])
+    with open(folder / "leaderboard.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["rank", "trial_id", "val/acc", "checkpoint"])
+        writer.writeheader()
+        writer.writerows({"rank": i, **r} for i, r in enumerate(rows, start=1))
+    return folder

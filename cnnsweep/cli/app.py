@@ -23,8 +23,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from cnnsweep.checkpoint import CheckpointError
     from cnnsweep.config import ConfigError
     from cnnsweep.data import DataError
+    from cnnsweep.export.ensemble import EnsembleError
     from cnnsweep.models import ModelError
-    return (ConfigError, DataError, ModelError, CheckpointError, FileNotFoundError)
+    from cnnsweep.predict import PredictError
+    return (ConfigError, DataError, ModelError, CheckpointError, EnsembleError, PredictError, FileNotFoundError)
 
 
 def friendly_errors(fn: Callable) -> Callable:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cnnsweep.cli.app import app, err, friendly_errors, out, print_json
+from cnnsweep.cli.app import USAGE_EXIT, app, err, friendly_errors, out, print_json
 
 EXPORT_FAILED_EXIT = 1  # the export ran but did not reproduce PyTorch (bad input exits 2)
 
@@ -18,9 +18,14 @@ def _print_report(r: dict) -> None:
     table.add_row("checkpoint", r["checkpoint"])
     table.add_row("size", f"{r['size_bytes'] / 1024:,.1f} KiB")
     for b in v["batches"]:
-        table.add_row(f"batch {b['batch_size']}", f"max|logit diff| {b['max_abs_diff']:.2e}  "
+        table.add_row(f"batch {b['batch_size']}", f"max|{'prob' if r.get('ensemble') else 'logit'} diff| {b['max_abs_diff']:.2e}  "
                       f"top-1 agreement {b['agreement']:.2%}")
     table.add_row("verified", f"{'yes' if v['ok'] else 'NO'} (tolerance {v['atol']:g})")
+    if r.get("ensemble"):
+        for m in r["ensemble"]["members"]:
+            table.add_row(f"member {m['rank']}", f"{m['trial_id']}  val/acc {m['metrics'].get('val/acc', float('nan')):.4f}")
+        table.add_row("ensemble val/acc", f"{r['ensemble']['metrics']['val/acc']:.4f} "
+                      f"({int(r['ensemble']['metrics']['val/num_images'])} images, ONNX Runtime)")
     if r.get("int8"):
         q = r["int8"]
         table.add_row("int8", f"{q['onnx']} ({q['size_bytes'] / 1024:,.1f} KiB)")
@@ -37,6 +42,8 @@ def export_cmd(
                                          "[next to the checkpoint; <sweep>/best/model.onnx]"),
     top: Optional[int] = typer.Option(None, "--top", help="sweep folder: export the best N trials of "
                                       "leaderboard.csv into <sweep>/exports/"),
+    ensemble: bool = typer.Option(False, "--ensemble", help="with --top K: ONE .onnx that runs the K best "
+                                  "trials and averages their softmax [<sweep>/exports/ensemble_topK.onnx]"),
     int8: bool = typer.Option(False, "--int8", help="also write <name>_int8.onnx (static quantization, "
                               "calibrated on training images) and compare its val accuracy"),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="dataset folder, when it moved since "
@@ -45,9 +52,17 @@ def export_cmd(
 ) -> None:
     """Export to ONNX (dynamic batch, metadata inside), verify against PyTorch, optionally int8."""
     from cnnsweep.export import ExportError, export_path
+    from cnnsweep.export.ensemble_export import export_ensemble
 
+    if ensemble and (top is None or int8):
+        err.print("[bold red]error:[/] --ensemble needs --top K (the K best trials of a sweep) and cannot be "
+                  "combined with --int8", highlight=False)
+        raise typer.Exit(USAGE_EXIT)
     try:
-        reports = [r.to_dict() for r in export_path(source, output, top=top, int8=int8, data_root=data_root)]
+        if ensemble:
+            reports = [export_ensemble(source, output, top=top, data_root=data_root).to_dict()]
+        else:
+            reports = [r.to_dict() for r in export_path(source, output, top=top, int8=int8, data_root=data_root)]
     except ExportError as e:
         err.print(f"[bold red]export failed:[/] {e}", highlight=False, soft_wrap=True)
         if json_out:

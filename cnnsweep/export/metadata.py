@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from cnnsweep.export.errors import ExportError
 from cnnsweep.transforms import Preprocess
@@ -31,6 +31,9 @@ class OnnxModelInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     precision: str = "fp32"  # fp32 | int8
     source: str = ""  # the checkpoint it was exported from
+    # Ensembles only: {"combine", "output", "members": [{rank, trial_id, checkpoint, metrics, config,
+    # preprocess}]}; then `preprocess` is the shared path and `metrics` the ensemble's own measurement.
+    ensemble: Optional[dict[str, Any]] = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -50,6 +53,8 @@ def build_metadata(info: OnnxModelInfo) -> dict[str, str]:
               "input_shape": [c, h, w], "input_channels": c, "image_size": [h, w],
               "preprocess": info.preprocess.to_dict(), "config": info.config, "metrics": info.metrics,
               "precision": info.precision, "source": info.source}
+    if info.ensemble is not None:
+        values["ensemble"] = info.ensemble
     return {PREFIX + k: json.dumps(v, sort_keys=True) for k, v in values.items()}
 
 
@@ -79,7 +84,16 @@ def parse_metadata(props: Mapping[str, str], where: str = "model") -> OnnxModelI
     except (KeyError, TypeError, ValueError) as err:
         raise ExportError(f"{where}: broken cnnsweep metadata ({err})") from None
     return OnnxModelInfo(names, preprocess, dict(values.get("config") or {}), dict(values.get("metrics") or {}),
-                         str(values.get("precision", "fp32")), str(values.get("source", "")))
+                         str(values.get("precision", "fp32")), str(values.get("source", "")),
+                         _ensemble_field(values.get("ensemble"), where))
+
+
+def _ensemble_field(value: Any, where: str) -> Optional[dict[str, Any]]:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("members"), list):
+        raise ExportError(f"{where}: broken cnnsweep metadata (ensemble needs a members list)")
+    return value
 
 
 def read_metadata(path: str) -> OnnxModelInfo:

@@ -81,3 +81,12 @@ def export_onnx(model: torch.nn.Module, info: OnnxModelInfo, path: str | Path) -
     set_metadata(proto, info)
     check_onnx(proto)
     return save_onnx(proto, path)
+
+
+def rewrite_metadata(path: str | Path, info: OnnxModelInfo) -> Path:
+    """Replace the metadata of a saved export (same graph, e.g. with metrics measured on it)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    set_metadata(proto, info)
+    return save_onnx(proto, path)

@@ -40,6 +40,7 @@ class ExportReport:
     int8: Optional[dict[str, Any]] = None  # path, size, val_acc_fp32, val_acc_int8, calibration images
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    ensemble: Optional[dict[str, Any]] = None  # ensembles: members (with their metrics) and measured metrics
 
     @property
     def ok(self) -> bool:
@@ -48,7 +49,8 @@ class ExportReport:
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checkpoint": self.checkpoint, "onnx": self.onnx, "size_bytes": self.size_bytes,
                 "verification": self.verification, "val_acc_checkpoint": self.val_acc_checkpoint,
-                "int8": self.int8, "seconds": round(self.seconds, 2), "notes": self.notes}
+                "int8": self.int8, "seconds": round(self.seconds, 2), "notes": self.notes,
+                **({"ensemble": self.ensemble} if self.ensemble is not None else {})}
 
 
 def normalized(lm: LoadedModel, images: torch.Tensor) -> np.ndarray:

@@ -31,6 +31,8 @@ class ExportSource:
     checkpoint: Path
     output: Path  # default .onnx path
     label: str  # for messages: "best", "top2_ab12cd", "checkpoint"
+    trial_id: str = ""  # leaderboard rows only
+    row: Optional[dict] = None  # the leaderboard row (metrics as text), leaderboard rows only
 
 
 def is_sweep_dir(path: Path) -> bool:
@@ -78,7 +80,7 @@ def read_leaderboard(sweep: Path, top: int) -> list[ExportSource]:
         trial = (row.get(trial_col) or f"trial{rank}") if trial_col else f"trial{rank}"
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in trial)
         out.append(ExportSource(find_checkpoint_file(_resolve(sweep, row[ckpt_col])),
-                                sweep / "exports" / f"top{rank}_{safe}.onnx", f"top{rank} ({trial})"))
+                                sweep / "exports" / f"top{rank}_{safe}.onnx", f"top{rank} ({trial})", trial, row))
     return out
 
 

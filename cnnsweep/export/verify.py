@@ -12,6 +12,7 @@ from cnnsweep.export.runtime import run_logits
 
 BATCH_SIZES = (1, 7, 64)  # 1 and an odd size catch batch-dim bugs; 64 is a typical serving batch
 ATOL = 1e-4  # max |logit difference| tolerated for fp32
+PROB_ATOL = 1e-5  # ensembles: max |probability difference| tolerated (probabilities, 0..1 units)
 
 
 @dataclass
@@ -49,7 +50,7 @@ class VerifyReport:
                 f"max|diff| <= {self.atol:g}): {per_batch}")
 
 
-def _take(x: np.ndarray, start: int, n: int) -> np.ndarray:
+def take_wrapped(x: np.ndarray, start: int, n: int) -> np.ndarray:
     """n images starting at `start`, wrapping around (a validation split smaller than 72 still works)."""
     return x[np.arange(start, start + n) % len(x)]
 
@@ -67,12 +68,15 @@ def verify_session(session, model: torch.nn.Module, images: np.ndarray, batch_si
     model = model.to("cpu").eval()
     report, start = VerifyReport(atol=atol), 0
     for n in batch_sizes:
-        x = _take(images, start, n)
+        x = take_wrapped(images, start, n)
         start += n
-        ref, got = _torch_logits(model, x), run_logits(session, x)
-        if got.shape != ref.shape:
-            raise ExportError(f"verification: ONNX output shape {got.shape} != PyTorch {ref.shape} at batch {n}")
-        diff = float(np.abs(got - ref).max()) if np.isfinite(got).all() else float("inf")
-        agree = float((got.argmax(1) == ref.argmax(1)).mean())
-        report.checks.append(BatchCheck(n, diff, agree))
+        report.checks.append(compare_batch(_torch_logits(model, x), run_logits(session, x), n))
     return report
+
+
+def compare_batch(ref: np.ndarray, got: np.ndarray, n: int) -> BatchCheck:
+    """Max |difference| and top-1 agreement of ONNX outputs `got` against the PyTorch reference `ref`."""
+    if got.shape != ref.shape:
+        raise ExportError(f"verification: ONNX output shape {got.shape} != PyTorch {ref.shape} at batch {n}")
+    diff = float(np.abs(got - ref).max()) if np.isfinite(got).all() else float("inf")
+    return BatchCheck(n, diff, float((got.argmax(1) == ref.argmax(1)).mean()))

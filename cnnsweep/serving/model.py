@@ -50,7 +50,17 @@ class ServedModel:
                                "preprocess": self.info.preprocess.to_dict(), "metrics": self.info.metrics,
                                "provider": self.provider,
                                "input_note": "FP32 [N,C,H,W] is the normalized model input; UINT8 "
-                                             "[N,H,W,C] raw pixels are preprocessed by the server"}}
+                                             "[N,H,W,C] raw pixels are preprocessed by the server",
+                               **self.ensemble_parameters()}}
+
+    def ensemble_parameters(self) -> dict:
+        """An ensemble's members (trial id, metrics, config summary) and how they are combined; {} otherwise."""
+        ens = self.info.ensemble
+        if ens is None:
+            return {}
+        members = [{k: m.get(k) for k in ("rank", "trial_id", "metrics", "config")} for m in ens["members"]]
+        return {"ensemble": {"num_members": len(members), "combine": ens.get("combine"),
+                             "output": ens.get("output"), "members": members}}
 
 
 def load_served_model(spec: ModelSpec, num_threads: int, device: str = "auto") -> ServedModel:

@@ -35,9 +35,9 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import math
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from cnnsweep.config import ConfigError, RunConfig, Section, format_validation_error, apply_overrides, config_to_dict, validate_config
 from cnnsweep import metrics as M
@@ -123,6 +123,25 @@ class SchedulerConfig(Section):
     reduction_factor: float = Field(3.0, gt=1)  # keep the best 1/reduction_factor at each rung
 
 
+class ExportSpec(Section):
+    """search.export as a mapping: `{top: 3, ensemble: true}`; `export: true` is `{top: 1}`."""
+
+    top: int = Field(1, gt=0)  # trials of the leaderboard to export (best first)
+    ensemble: bool = False  # the `top` trials as ONE ONNX ensemble instead of one file each
+
+    def __bool__(self) -> bool:  # `if search.export:` keeps meaning "export something"
+        return True
+
+
+def _export_kind(v: Any) -> str:
+    return "spec" if isinstance(v, (dict, ExportSpec)) else "flag"
+
+
+# A mapping is validated as ExportSpec only (its errors read `search.export.top: ...`, not twice).
+ExportField = Annotated[Union[Annotated[bool, Tag("flag")], Annotated[ExportSpec, Tag("spec")]],
+                        Discriminator(_export_kind)]
+
+
 class SearchConfig(Section):
     metric: str = M.DEFAULT_METRIC
     mode: Literal["max", "min"] = "max"
@@ -136,7 +155,9 @@ class SearchConfig(Section):
     space: dict[str, Distribution] = {}
     seeds: Optional[list[int]] = None  # grid: repeat every point with each train.seed
     ablation: Optional[dict[str, dict[str, Any]]] = None  # grid: named one-factor variants
-    export: bool = True  # at the end, export <output>/best to best/model.onnx (verified against PyTorch)
+    # At the end, export <output>/best to best/model.onnx (verified against PyTorch); `{top: K, ensemble:
+    # true}` also writes exports/ensemble_topK.onnx (one graph, the K best trials' mean softmax).
+    export: ExportField = True
 
     @field_validator("metric")
     @classmethod
@@ -267,7 +288,7 @@ def load_search(cfg: RunConfig) -> SearchConfig:
 
 
 def _format(err: ValidationError) -> str:
-    return format_validation_error(err, "search", noise=("Distribution", "is-instance[Distribution]"))
+    return format_validation_error(err, "search", noise=("Distribution", "is-instance[Distribution]", "flag", "spec"))
 
 
 # ---------------------------------------------------------------------------- define-by-run sampling

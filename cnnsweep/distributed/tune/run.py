@@ -61,7 +61,8 @@ def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Opt
 
 
 def _export_best(plan: SweepPlan, summary: dict[str, Any]) -> None:
-    """search.export: the best trial's checkpoint -> <output>/best/model.onnx, verified against PyTorch.
+    """search.export: the best trial's checkpoint -> <output>/best/model.onnx, verified against PyTorch;
+    with `{top: K}` the K best too (exports/topN_*.onnx), or with `ensemble: true` one ensemble of them.
     A failed export is reported in the summary; the sweep's results stay as they are."""
     if not plan.search.export or not summary.get("best") or is_uri(plan.output):
         return
@@ -74,3 +75,23 @@ def _export_best(plan: SweepPlan, summary: dict[str, Any]) -> None:
     except (ExportError, ValueError, OSError) as err:  # CheckpointError and DataError are ValueErrors
         summary["best"]["onnx"] = None
         summary["notes"].append(f"ONNX export of the best trial failed: {err}")
+    _export_top(plan, summary)
+
+
+def _export_top(plan: SweepPlan, summary: dict[str, Any]) -> None:
+    spec = plan.search.export
+    if isinstance(spec, bool) or (spec.top == 1 and not spec.ensemble):
+        return
+    from cnnsweep.export import ExportError, export_path
+    from cnnsweep.export.ensemble_export import export_ensemble
+
+    try:
+        if spec.ensemble:
+            report = export_ensemble(plan.output, top=spec.top)
+            summary["ensemble"] = {"onnx": report.onnx, "verification": report.verification,
+                                   "metrics": report.ensemble["metrics"],
+                                   "members": [m["trial_id"] for m in report.ensemble["members"]]}
+        else:
+            summary["exports"] = [r.onnx for r in export_path(plan.output, top=spec.top)]
+    except (ExportError, ValueError, OSError) as err:  # EnsembleError is a ValueError too
+        summary["notes"].append(f"ONNX export of the top {spec.top} trials failed: {err}")

@@ -1,0 +1,128 @@
+"""What INPUTS means, read a chunk at a time so memory stays bounded for any number of files.
+
+- `DATASET:ROOT:SPLIT`, e.g. `gtsrb_pickle:../shared/data/gtsrb:valid`: a split (train, valid, test) of
+  a registered dataset format, loaded as training loads it (so `valid` is the same split); ids are
+  `<split>/<index>` and the true labels are known.
+- a folder: every image file under it (recursive, sorted); ids are paths relative to the folder.
+- image files: ids are the paths as given.
+- a `.txt` file: one image path per line (relative to the list's folder; `#` starts a comment).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from cnnsweep.predict.errors import PredictError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm")  # what serving decodes
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Chunk:
+    """A slice of the inputs, self-contained (it can travel to a Ray task)."""
+
+    ids: list[str]
+    encoded: Optional[list[bytes]] = None  # image files, still encoded (decoded where they are predicted)
+    images: Optional[np.ndarray] = None  # dataset splits: uint8 N x C x H x W
+    labels: Optional[np.ndarray] = None  # true labels, when known
+
+
+@dataclass
+class InputSet:
+    ids: list[str]
+    paths: Optional[list[Path]] = None
+    images: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def chunks(self, size: int) -> Iterator[Chunk]:
+        for i in range(0, len(self), size):
+            sl = slice(i, i + size)
+            labels = None if self.labels is None else self.labels[sl]
+            if self.paths is not None:
+                yield Chunk(self.ids[sl], encoded=[_read(p) for p in self.paths[sl]], labels=labels)
+            else:
+                yield Chunk(self.ids[sl], images=self.images[sl], labels=labels)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise PredictError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def parse_split_spec(spec: str) -> Optional[tuple[str, str, str]]:
+    """`NAME:ROOT:SPLIT` with a registered NAME and a known SPLIT -> the three parts; else None."""
+    from cnnsweep.registry import DATASETS
+
+    name, _, rest = spec.partition(":")
+    root, _, split = rest.rpartition(":")
+    if not root or split not in SPLITS or name not in DATASETS:
+        return None
+    return name, root, split
+
+
+def load_split(name: str, root: str, split: str) -> InputSet:
+    from cnnsweep.config import DataConfig
+    from cnnsweep.data import DataError, load_dataset
+
+    try:
+        dataset = load_dataset(DataConfig(name=name, root=root))
+    except DataError as err:
+        raise PredictError(str(err)) from None
+    part = getattr(dataset, split)
+    if part is None:
+        raise PredictError(f"{name}:{root} has no {split} split ({'; '.join(dataset.notes) or 'not in the files'})")
+    ids = [f"{split}/{i}" for i in range(len(part.labels))]
+    return InputSet(ids, images=part.images.numpy(), labels=part.labels.numpy(), notes=list(dataset.notes))
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _list_file(path: Path) -> list[Path]:
+    lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    return [(path.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln]
+
+
+def _expand(spec: str) -> list[tuple[str, Path]]:
+    """One path argument -> (id, file) pairs."""
+    p = Path(spec)
+    if p.is_dir():
+        files = _folder_files(p)
+        if not files:
+            raise PredictError(f"{p}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        return [(str(f.relative_to(p)), f) for f in files]
+    if p.is_file() and p.suffix.lower() == ".txt":
+        return [(str(f), f) for f in _list_file(p)]
+    if p.is_file():
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise PredictError(f"{p}: not an image file ({', '.join(IMAGE_SUFFIXES)}), a .txt list or a folder")
+        return [(spec, p)]
+    raise PredictError(f"{spec}: no such file or folder (nor a dataset split NAME:ROOT:{'|'.join(SPLITS)})")
+
+
+def resolve_inputs(specs: Sequence[str]) -> InputSet:
+    """INPUTS of `cnnsweep predict` -> one InputSet (a split alone, or any mix of paths)."""
+    if not specs:
+        raise PredictError("no inputs: give an image folder, image files, a .txt list or NAME:ROOT:SPLIT")
+    splits = [parse_split_spec(s) for s in specs]
+    if any(splits):
+        if len(specs) != 1:
+            raise PredictError("a dataset split NAME:ROOT:SPLIT must be the only input")
+        return load_split(*splits[0])
+    pairs = [pair for spec in specs for pair in _expand(spec)]
+    missing = [str(f) for _, f in pairs if not f.is_file()]
+    if missing:
+        raise PredictError(f"{missing[0]}: no such image file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return InputSet([i for i, _ in pairs], paths=[f for _, f in pairs])

@@ -1,0 +1,66 @@
+"""What INPUTS means: dataset splits, folders, files, .txt lists; bad input is one clear PredictError."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnsweep.predict import PredictError, resolve_inputs
+from cnnsweep.predict.inputs import parse_split_spec
+
+
+def _write_pngs(folder, n=3):
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    paths = [folder / "a.png", folder / "sub" / "b.PNG", folder / "c.jpg"][:n]
+    for p in paths:
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(p)
+    (folder / "notes.md").write_text("not an image")
+    return paths
+
+
+def test_split_spec_needs_a_registered_format_and_a_known_split():
+    assert parse_split_spec("gtsrb_pickle:../shared/data/gtsrb:valid") == ("gtsrb_pickle", "../shared/data/gtsrb", "valid")
+    assert parse_split_spec("image_folder:C:/data:test") == ("image_folder", "C:/data", "test")  # colons in ROOT
+    assert parse_split_spec("nosuchformat:/x:valid") is None
+    assert parse_split_spec("gtsrb_pickle:/x:validation") is None
+    assert parse_split_spec("images/a.png") is None
+
+
+def test_folder_is_every_image_under_it_sorted_with_relative_ids(tmp_path):
+    _write_pngs(tmp_path)
+    inputs = resolve_inputs([str(tmp_path)])
+    assert inputs.ids == ["a.png", "c.jpg", "sub/b.PNG"] and inputs.labels is None
+    chunks = list(inputs.chunks(2))
+    assert [c.ids for c in chunks] == [["a.png", "c.jpg"], ["sub/b.PNG"]]
+    assert chunks[0].encoded[0] == (tmp_path / "a.png").read_bytes()
+
+
+def test_files_and_txt_lists(tmp_path):
+    paths = _write_pngs(tmp_path)
+    (tmp_path / "list.txt").write_text("# test images\na.png\n\nsub/b.PNG  # second\n")
+    assert resolve_inputs([str(paths[2]), str(tmp_path / "list.txt")]).ids == [str(paths[2]), str(paths[0]), str(paths[1])]
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: [str(d / "missing.png")], "no such file or folder"),
+    (lambda d: [str(d / "notes.md")], "not an image file"),
+    (lambda d: [str(d / "empty")], "no image files"),
+    (lambda d: [], "no inputs"),
+    (lambda d: ["gtsrb_pickle:" + str(d) + ":valid", str(d / "a.png")], "must be the only input"),
+    (lambda d: ["gtsrb_pickle:" + str(d / "nothing") + ":valid"], str("nothing")),
+])
+def test_bad_inputs_are_one_clear_line(tmp_path, make, words):
+    _write_pngs(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PredictError, match=words) as info:
+        resolve_inputs(make(tmp_path))
+    assert "\n" not in str(info.value)
+
+
+def test_list_naming_a_missing_file(tmp_path):
+    _write_pngs(tmp_path)
+    (tmp_path / "list.txt").write_text("a.png\ngone.png\n")
+    with pytest.raises(PredictError, match="gone.png: no such image file"):
+        resolve_inputs([str(tmp_path / "list.txt")])
