@@ -16,7 +16,8 @@ from typing import Any, Optional
 import torch.nn as nn
 
 from cnnsweep.models.registry import ModelError, register_model
-from cnnsweep.models.weights import load_weights, resolve_pretrained
+from cnnsweep.models.weights import (find_cached_weights, hf_cache_dir, hub_offline, hub_reachable,
+                                     load_weights, resolve_pretrained)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,37 @@ def _pretrained_path(model: nn.Module, model_name: str, weights: Optional[str]) 
                                   weights))
 
 
-@register_model("timm/")
+def _hub_source(model_name: str) -> tuple[Optional[str], Optional[str]]:
+    """(hf_hub_id, hf_hub_filename) of timm's default pretrained tag, without building the model."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model_name)
+    return (cfg.hf_hub_id, getattr(cfg, "hf_hub_filename", None)) if cfg is not None else (None, None)
+
+
+def check_timm(model_name: str, pretrained: bool = False, weights: Optional[str] = None) -> Optional[str]:
+    """Availability (see availability.py): the name in timm; for pretrained, weights reachable."""
+    import timm
+
+    if not timm.is_model(model_name):
+        return f"unknown timm model {model_name!r}: check the spelling against timm.list_models()"
+    if not pretrained or weights:
+        return None
+    hf_hub_id, filename = _hub_source(model_name)
+    if hf_hub_id is None:
+        return f"timm names no pretrained weights for {model_name}: set model.weights, or model.pretrained=false"
+    if find_cached_weights(hf_hub_id, filename) is not None:
+        return None
+    repo = hf_hub_id.partition("@")[0]
+    fix = (f"put {repo} into {hf_cache_dir()}/models--{repo.replace('/', '--')} (`hf download {repo}` "
+           "where there is network), or set model.weights to a local file")
+    if hub_offline():
+        return f"weights not in the Hugging Face cache and HF_HUB_OFFLINE=1: {fix}"
+    problem = hub_reachable(hf_hub_id, filename)
+    return None if problem is None else f"weights not in the Hugging Face cache and the hub is unreachable ({problem}): {fix}"
+
+
+@register_model("timm/", check=check_timm)
 def create_timm_model(model_name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
                       pretrained: bool = False, weights: Optional[str] = None,
                       **kwargs: Any) -> nn.Module:
