@@ -130,7 +130,7 @@ class SearchConfig(Section):
     seed: int = 0  # sampler seed (not the training seed: see `seeds`)
     num_samples: int = Field(8, gt=0)  # optuna/random only
     startup_trials: Optional[int] = Field(None, gt=0)  # optuna: random trials before TPE; None = auto
-    multivariate: bool = True  # optuna: joint TPE over parameters that occur together (see samplers.py)
+    multivariate: bool = False  # optuna: joint TPE over parameters that occur together (see samplers.py)
     baseline_first: bool = True  # optuna/random: trial 1 is the base config itself (a known reference)
     max_concurrent: Union[Literal["auto"], int] = "auto"
     scheduler: SchedulerConfig = SchedulerConfig()
