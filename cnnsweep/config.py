@@ -94,6 +94,16 @@ class ModelConfig(Section):
     weights: Optional[str] = None  # local .safetensors/.pth; else the local Hugging Face cache
     freeze: Literal["none", "backbone", "stages"] = "none"  # backbone = all but the head
     freeze_stages: int = Field(0, ge=0)  # with freeze=stages: the first N stages
+    # two-phase fine-tuning: the backbone is frozen for the first N epochs (only the head learns, at
+    # train.lr), then unfrozen and trained at train.lr x optim.backbone_lr_scale (engine/fit.py)
+    freeze_epochs: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _warmup_needs_a_trainable_backbone(self) -> "ModelConfig":
+        if self.freeze_epochs and self.freeze == "backbone":
+            raise ValueError("model.freeze_epochs unfreezes the backbone after N epochs, but model.freeze="
+                             "backbone keeps it frozen throughout: use one of the two")
+        return self
 
     _known_name = field_validator("name")(_registered(MODELS))  # `cnn`, `timm/<name>`, or any registered
     _known_pooling = field_validator("pooling")(_registered(POOLINGS))

@@ -13,6 +13,7 @@ EPOCHS_DONE = "epochs_done"  # 1-based; the time axis of ASHA and the live table
 LR = "lr"
 IMAGES_PER_S = "images_per_s"  # training throughput over all workers
 CHECKPOINT_PATH = "checkpoint_path"
+BACKBONE_FROZEN = "backbone_frozen"  # 1 during model.freeze_epochs' warm-up, 0 after (reported only then)
 
 SPLITS = ("train", "val", "test")
 EVAL_NAMES = ("acc", "precision_macro", "recall_macro", "f1_macro", "loss")  # what `evaluate` computes

@@ -23,7 +23,7 @@ from cnnsweep.engine.hooks import FitHooks
 from cnnsweep.engine.optim import build_optimizer, build_scheduler
 from cnnsweep.engine.seed import seed_everything
 from cnnsweep.engine.step import StepState, train_step
-from cnnsweep.models import build_model, param_groups
+from cnnsweep.models import BackboneWarmup, build_model, param_groups
 from cnnsweep.transforms import Preprocess, build_augment, default_balance_augment
 from cnnsweep import metrics as M
 
@@ -50,6 +50,7 @@ class _Run:
     batches: DeviceBatches
     augment: Any
     balance_augment: Any
+    warmup: Optional[BackboneWarmup] = None  # model.freeze_epochs
     start_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -91,8 +92,10 @@ def _build_run(cfg: RunConfig, dataset: ImageDataset, hooks: FitHooks) -> _Run:
                      micro_batch=cfg.micro_batch, grad_clip=cfg.train.grad_clip)
     augment = build_augment(cfg.augment)
     balance_augment = (augment or default_balance_augment()) if cfg.data.balance == "oversample_augment" else None
+    # after the optimizer: its groups hold the backbone, which gets gradients again once unfrozen
+    warmup = BackboneWarmup(model, cfg.model.freeze_epochs) if cfg.model.freeze_epochs else None
     return _Run(cfg, hooks, preprocess, splits, list(dataset.class_names), model, step, batches,
-                augment, balance_augment)
+                augment, balance_augment, warmup)
 
 
 def _resume(run: _Run) -> None:
@@ -155,8 +158,19 @@ def checkpoint_state(run: _Run, epoch: int, metrics: dict[str, float]) -> dict[s
             "metrics": metrics, "history": run.history}
 
 
+def _enter_phase(run: _Run, epoch: int) -> dict[str, float]:
+    """model.freeze_epochs: freeze or unfreeze the backbone for `epoch` (a resumed run lands in its phase)."""
+    if run.warmup is None:
+        return {}
+    if run.warmup.set_epoch(epoch):
+        # DDP fixes the parameters it all-reduces when it wraps the model: wrap again after a change
+        run.step.model = run.hooks.wrap_model(run.model)
+    return {M.BACKBONE_FROZEN: int(run.warmup.frozen)}
+
+
 def _run_epoch(run: _Run, epoch: int) -> dict[str, float]:
     metrics: dict[str, float] = {"epoch": epoch}
+    metrics.update(_enter_phase(run, epoch))
     metrics.update(_train_epoch(run, epoch))
     metrics.update(_evaluate_split(run, "valid", "val"))
     if epoch == run.cfg.train.epochs - 1:

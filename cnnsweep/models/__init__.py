@@ -10,12 +10,12 @@ from cnnsweep.models import cnn as _cnn  # noqa: F401  (registers "cnn")
 from cnnsweep.models import timm_models as _timm_models  # noqa: F401  (registers "timm/")
 from cnnsweep.models.build import build_model, model_args
 from cnnsweep.models.cnn import CNN
-from cnnsweep.models.freeze import apply_freeze, classifier_param_names, param_groups, stage_param_names
+from cnnsweep.models.freeze import BackboneWarmup, apply_freeze, classifier_param_names, param_groups, stage_param_names
 from cnnsweep.models.registry import ModelError, create_model, list_models, register_model
 from cnnsweep.models.weights import LoadedWeights, load_weights
 
 __all__ = [
-    "CNN", "LoadedWeights", "ModelError", "apply_freeze", "build_model", "classifier_param_names",
+    "BackboneWarmup", "CNN", "LoadedWeights", "ModelError", "apply_freeze", "build_model", "classifier_param_names",
     "create_model", "list_models", "load_weights", "model_args", "param_groups", "register_model",
     "stage_param_names",
 ]

@@ -58,14 +58,49 @@ def _pin_eval(module: nn.Module, args: Any) -> None:
     module.training = False
 
 
-def _freeze(model: nn.Module, names: set[str]) -> None:
+def _freeze(model: nn.Module, names: set[str]) -> list[Any]:
+    """requires_grad=False for `names`; pins the now fully frozen BatchNorms. Returns the hook handles."""
     for n, p in model.named_parameters():
         if n in names:
             p.requires_grad_(False)
+    handles = []
     for m in model.modules():
         params = list(m.parameters(recurse=False))
         if isinstance(m, _BatchNorm) and params and not any(p.requires_grad for p in params):
-            m.register_forward_pre_hook(_pin_eval)
+            handles.append(m.register_forward_pre_hook(_pin_eval))
+    return handles
+
+
+class BackboneWarmup:
+    """`model.freeze_epochs`: the backbone (all but the classifier) frozen while epoch < N, then trainable.
+
+    The phase is a function of the epoch number alone, so a run resumed at epoch >= N is unfrozen
+    and one resumed earlier is frozen again. Parameters `model.freeze` froze stay frozen in both
+    phases. Build the optimizer groups before the first `set_epoch` (they must hold the backbone)."""
+
+    def __init__(self, model: nn.Module, epochs: int):
+        head = classifier_param_names(model)
+        self.model, self.epochs = model, epochs
+        self.names = {n for n, p in model.named_parameters() if p.requires_grad and n not in head}
+        self.frozen = False
+        self._handles: list[Any] = []
+
+    def set_epoch(self, epoch: int) -> bool:
+        """Apply the phase of `epoch`; True when the set of trainable parameters changed."""
+        want = epoch < self.epochs
+        if want == self.frozen:
+            return False
+        if want:
+            self._handles = _freeze(self.model, self.names)
+        else:
+            for n, p in self.model.named_parameters():
+                if n in self.names:
+                    p.requires_grad_(True)
+            for h in self._handles:
+                h.remove()
+            self._handles = []
+        self.frozen = want
+        return True
 
 
 def apply_freeze(model: nn.Module, freeze: str, freeze_stages: int = 0) -> nn.Module:

@@ -10,7 +10,7 @@ Pure torch: no ray here (the core must import without it).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch.nn as nn
 
@@ -23,15 +23,18 @@ class ModelError(ValueError):
     """A model problem phrased for a person (unknown name, missing weights, impossible head)."""
 
 
-def register_model(name: str, *, config_fields: tuple[str, ...] = ()) -> Callable[[Factory], Factory]:
+def register_model(name: str, *, config_fields: tuple[str, ...] = (),
+                   check: Optional[Callable[..., Optional[str]]] = None) -> Callable[[Factory], Factory]:
     """Decorator: `@register_model("cnn", config_fields=(...))` or, for a family, `@register_model("timm/")`.
 
     The family owns its keyword arguments: `config_fields` names the `model.*` fields its factory reads
-    (passed by `build.model_args`); every factory also takes `pretrained` and `weights`.
+    (passed by `build.model_args`); every factory also takes `pretrained` and `weights`. `check`
+    (`check(pretrained=, weights=, **family_args) -> problem or None`) answers, without building the
+    model, whether it can run here (availability.py; sweeps ask it before the first trial).
     """
     def wrap(fn: Factory) -> Factory:
         try:
-            return MODELS.register(name, config_fields=tuple(config_fields))(fn)
+            return MODELS.register(name, config_fields=tuple(config_fields), check=check)(fn)
         except RegistryError as e:
             raise ModelError(str(e)) from None
 

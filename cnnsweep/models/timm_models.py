@@ -1,9 +1,11 @@
-"""`timm/<name>`: any timm model, for transfer learning, with pretrained weights found offline only.
+"""`timm/<name>`: any timm model, for transfer learning.
 
-timm is always asked for a randomly initialised model (`pretrained=False`), because timm's own
-pretrained path may download. Weights then come from `weights` (a local file) or, failing that, the
-local Hugging Face cache entry named by the model's `pretrained_cfg["hf_hub_id"]`; both are plain file
-reads (see weights.py). Nothing found -> ModelError saying where to put the weights.
+timm is asked for a randomly initialised model (`pretrained=False`) and cnnsweep loads the weights
+itself (weights.py): `weights` (a local file), else the Hugging Face cache entry named by the model's
+`pretrained_cfg["hf_hub_id"]`, else (online, no HF_HUB_OFFLINE) huggingface_hub's download into that
+cache. Loading ourselves keeps it weights-only (safetensors / torch.load(weights_only=True)), adapts
+the input conv to 1 channel and re-initialises a head of another size. Nothing found -> ModelError
+saying where to put the weights.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any, Optional
 import torch.nn as nn
 
 from cnnsweep.models.registry import ModelError, register_model
-from cnnsweep.models.weights import find_cached_weights, load_weights, missing_weights_error
+from cnnsweep.models.weights import (find_cached_weights, hf_cache_dir, hub_offline, hub_reachable,
+                                     load_weights, resolve_pretrained)
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +41,46 @@ def _create_timm(model_name: str, num_classes: int, in_channels: int, image_size
 
 
 def _pretrained_path(model: nn.Module, model_name: str, weights: Optional[str]) -> str:
-    if weights:
-        return weights
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    hf_hub_id = cfg.get("hf_hub_id")
-    found = find_cached_weights(hf_hub_id, cfg.get("hf_hub_filename")) if hf_hub_id else None
-    if found is None:
-        raise missing_weights_error(f"timm/{model_name}", hf_hub_id)
-    return str(found)
+    return str(resolve_pretrained(f"timm/{model_name}", cfg.get("hf_hub_id"), cfg.get("hf_hub_filename"),
+                                  weights))
 
 
-@register_model("timm/")
+def _hub_source(model_name: str) -> tuple[Optional[str], Optional[str]]:
+    """(hf_hub_id, hf_hub_filename) of timm's default pretrained tag, without building the model."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model_name)
+    return (cfg.hf_hub_id, getattr(cfg, "hf_hub_filename", None)) if cfg is not None else (None, None)
+
+
+def check_timm(model_name: str, pretrained: bool = False, weights: Optional[str] = None) -> Optional[str]:
+    """Availability (see availability.py): the name in timm; for pretrained, weights reachable."""
+    import timm
+
+    if not timm.is_model(model_name):
+        return f"unknown timm model {model_name!r}: check the spelling against timm.list_models()"
+    if not pretrained or weights:
+        return None
+    hf_hub_id, filename = _hub_source(model_name)
+    if hf_hub_id is None:
+        return f"timm names no pretrained weights for {model_name}: set model.weights, or model.pretrained=false"
+    if find_cached_weights(hf_hub_id, filename) is not None:
+        return None
+    repo = hf_hub_id.partition("@")[0]
+    fix = (f"put {repo} into {hf_cache_dir()}/models--{repo.replace('/', '--')} (`hf download {repo}` "
+           "where there is network), or set model.weights to a local file")
+    if hub_offline():
+        return f"weights not in the Hugging Face cache and HF_HUB_OFFLINE=1: {fix}"
+    problem = hub_reachable(hf_hub_id, filename)
+    return None if problem is None else f"weights not in the Hugging Face cache and the hub is unreachable ({problem}): {fix}"
+
+
+@register_model("timm/", check=check_timm)
 def create_timm_model(model_name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
                       pretrained: bool = False, weights: Optional[str] = None,
                       **kwargs: Any) -> nn.Module:
-    """A timm model; with `pretrained` (or a `weights` file) its backbone weights are loaded offline."""
+    """A timm model; with `pretrained` (or a `weights` file) its backbone weights are loaded (see above)."""
     model = _create_timm(model_name, num_classes, in_channels, image_size, **kwargs)
     if pretrained or weights:
         report = load_weights(model, _pretrained_path(model, model_name, weights))

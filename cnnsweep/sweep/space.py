@@ -149,12 +149,14 @@ class SearchConfig(Section):
     seed: int = 0  # sampler seed (not the training seed: see `seeds`)
     num_samples: int = Field(8, gt=0)  # optuna/random only
     startup_trials: Optional[int] = Field(None, gt=0)  # optuna: random trials before TPE; None = auto
+    multivariate: bool = False  # optuna: joint TPE over parameters that occur together (see samplers.py)
     baseline_first: bool = True  # optuna/random: trial 1 is the base config itself (a known reference)
     max_concurrent: Union[Literal["auto"], int] = "auto"
     scheduler: SchedulerConfig = SchedulerConfig()
     space: dict[str, Distribution] = {}
     seeds: Optional[list[int]] = None  # grid: repeat every point with each train.seed
     ablation: Optional[dict[str, dict[str, Any]]] = None  # grid: named one-factor variants
+    unavailable: Literal["refuse", "drop"] = "refuse"  # a model branch that cannot run (sweep/preflight.py)
     # At the end, export <output>/best to best/model.onnx (verified against PyTorch); `{top: K, ensemble:
     # true}` also writes exports/ensemble_topK.onnx (one graph, the K best trials' mean softmax).
     export: ExportField = True
@@ -294,7 +296,7 @@ def _format(err: ValidationError) -> str:
 # ---------------------------------------------------------------------------- define-by-run sampling
 
 
-def _matches(value: Any, accepted: list[Any]) -> bool:
+def matches(value: Any, accepted: list[Any]) -> bool:
     for a in accepted:
         if isinstance(a, str) and isinstance(value, str) and fnmatch.fnmatchcase(value, a):
             return True
@@ -305,7 +307,7 @@ def _matches(value: Any, accepted: list[Any]) -> bool:
 
 def is_active(dist: Distribution, chosen: dict[str, Any]) -> bool:
     """Whether `dist` is sampled, given the values chosen so far (absent = its condition failed)."""
-    return all(cond in chosen and _matches(chosen[cond], acc) for cond, acc in dist.when.items())
+    return all(cond in chosen and matches(chosen[cond], acc) for cond, acc in dist.when.items())
 
 
 def option_label(option: Scalar | Distribution) -> Scalar:

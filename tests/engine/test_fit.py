@@ -128,3 +128,73 @@ def test_checkpoint_keeps_the_micro_batch_an_oom_shrank_to(digits, tmp_path, mon
     assert load_checkpoint(tmp_path / "a" / "checkpoints")["micro_batch_size"] == 16
     resumed = fit(cfg, digits, LocalHooks(output=tmp_path / "b", resume_from=tmp_path / "a" / "checkpoints"))
     assert resumed.metrics["micro_batch_size"] == 16 and built[1].num_ooms == 0  # no OOM again on restart
+
+
+# ---------------------------------------------------------------------------- two-phase fine-tuning
+
+TIMM = "timm/test_resnet"  # timm's tiny test net; its "pretrained" weights are written by the test
+
+
+class _Snapshots(LocalHooks):
+    """Keeps each epoch's weights (from the checkpoint state the engine hands over)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.weights: list[dict[str, torch.Tensor]] = []
+
+    def report(self, metrics, checkpoint_state):
+        super().report(metrics, checkpoint_state)
+        self.weights.append({k: v.clone() for k, v in checkpoint_state["model"].items()})
+
+
+@pytest.fixture(scope="module")
+def pretrained_file(tmp_path_factory):
+    from safetensors.torch import save_file
+    from cnnsweep.models import create_model
+
+    torch.manual_seed(3)
+    path = tmp_path_factory.mktemp("weights") / "test_resnet.safetensors"
+    save_file(create_model(TIMM, 10, 1, 8).state_dict(), str(path))
+    return path
+
+
+def _fine_tune(pretrained_file, **train):
+    return _cfg(model={"name": TIMM, "pretrained": True, "weights": str(pretrained_file), "freeze_epochs": 1},
+                optim={"backbone_lr_scale": 0.1}, train={"epochs": 2, "lr": 3e-3} | train)
+
+
+def _changed(before: dict, after: dict, head: bool) -> set[str]:
+    return {k for k in before if k.startswith("fc.") == head and not torch.equal(before[k], after[k])}
+
+
+def test_freeze_epochs_trains_only_the_head_then_everything(digits, pretrained_file):
+    from safetensors.torch import load_file
+
+    hooks = _Snapshots()
+    result = fit(_fine_tune(pretrained_file), digits, hooks)
+    loaded = load_file(str(pretrained_file))  # saved for 1 channel and 10 classes: loads unchanged
+    first, second = hooks.weights
+    assert not _changed(loaded, first, head=False)  # backbone (incl. BN running stats) untouched in epoch 0
+    assert _changed(loaded, first, head=True)
+    assert _changed(first, second, head=False)  # unfrozen in epoch 1
+    assert [h["backbone_frozen"] for h in result.history] == [1, 0]
+
+
+def test_unfrozen_backbone_learns_at_the_scaled_lr(digits, pretrained_file):
+    from cnnsweep.engine.fit import _build_run
+
+    run = _build_run(_fine_tune(pretrained_file), digits, LocalHooks())
+    lrs = {g["name"]: g["max_lr"] for g in run.step.optimizer.param_groups}  # one-cycle peaks
+    assert lrs == pytest.approx({"head": 3e-3, "backbone": 3e-4})
+
+
+@pytest.mark.parametrize("resume_epoch, backbone_moves", [(0, False), (1, True)])
+def test_resumed_run_lands_in_its_phase(digits, pretrained_file, tmp_path, resume_epoch, backbone_moves):
+    cfg = _fine_tune(pretrained_file, epochs=3, num_to_keep=None)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"freeze_epochs": 2})})
+    fit(cfg, digits, LocalHooks(output=tmp_path))
+    ckpt = tmp_path / "checkpoints" / f"epoch_{resume_epoch:04d}"
+    hooks = _Snapshots(resume_from=ckpt)
+    fit(cfg, digits, hooks)
+    before = load_checkpoint(ckpt)["model"]
+    assert bool(_changed(before, hooks.weights[0], head=False)) == backbone_moves

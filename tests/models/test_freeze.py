@@ -109,3 +109,29 @@ def test_param_groups_with_everything_frozen_is_an_error():
         p.requires_grad_(False)
     with pytest.raises(ModelError, match="no trainable"):
         param_groups(model, cfg, 0.1, 0.1)
+
+
+def test_backbone_warmup_freezes_then_restores_only_what_it_froze():
+    from cnnsweep.models import BackboneWarmup
+
+    model = build_model(ModelConfig(name=ARCH, freeze="stages", freeze_stages=1), 5, 3, 32)
+    stage_frozen = {n for n, _ in model.named_parameters()} - _trainable(model)
+    warmup = BackboneWarmup(model, epochs=2)
+    assert warmup.set_epoch(0) and _trainable(model) == {"fc.weight", "fc.bias"}
+    model.train()
+    model(torch.randn(2, 3, 32, 32))
+    assert not model.layer4[0].bn1.training  # frozen BN keeps its running statistics
+    assert not warmup.set_epoch(1)  # same phase: nothing to do
+    assert warmup.set_epoch(2)
+    assert {n for n, _ in model.named_parameters()} - _trainable(model) == stage_frozen
+    model.train()
+    model(torch.randn(2, 3, 32, 32))
+    assert model.layer4[0].bn1.training  # its pin is gone
+    assert not model.bn1.training  # the stem stays frozen (model.freeze=stages), pinned
+
+
+def test_freeze_epochs_with_a_frozen_backbone_is_refused():
+    from cnnsweep.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match="model.freeze_epochs"):
+        validate_config({"model": {"name": ARCH, "freeze": "backbone", "freeze_epochs": 2}})

@@ -27,12 +27,22 @@ def no_network(monkeypatch):
 
 @pytest.fixture
 def hf_cache(tmp_path, monkeypatch):
-    """An empty, private Hugging Face cache (never the user's real one)."""
-    from huggingface_hub import constants
+    """An empty, private Hugging Face cache (never the user's real one), offline (HF_HUB_OFFLINE=1)."""
     cache = tmp_path / "hf"
     cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
+
+
+def write_hf_cache_entry(cache, repo: str, tensors: dict[str, torch.Tensor], revision: str = "abc123"):
+    """The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/model.safetensors}."""
+    entry = cache / f"models--{repo.replace('/', '--')}"
+    (entry / "snapshots" / revision).mkdir(parents=True)
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text(revision)
+    save_file(tensors, str(entry / "snapshots" / revision / "model.safetensors"))
+    return entry / "snapshots" / revision / "model.safetensors"
 
 
 def _source_weights(num_classes: int = 7) -> dict[str, torch.Tensor]:
@@ -65,7 +75,7 @@ def test_pretrained_without_weights_fails_fast_offline_and_says_where(no_network
         build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True), 10, 3, 32)
     assert time.perf_counter() - start < 5
     message = str(info.value)
-    assert "model.weights" in message
+    assert "model.weights" in message and "HF_HUB_OFFLINE=1" in message
     assert str(hf_cache / "models--timm--test_resnet.r160_in1k") in message
 
 
@@ -100,13 +110,51 @@ def test_rgb_weights_adapt_to_one_channel(tmp_path):
 
 def test_hf_cache_is_used_offline(hf_cache, no_network):
     saved = _source_weights()
-    snapshot = hf_cache / "models--timm--test_resnet.r160_in1k" / "snapshots" / "abc123"
-    snapshot.mkdir(parents=True)
-    (snapshot.parents[1] / "refs").mkdir()
-    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
-    save_file(saved, str(snapshot / "model.safetensors"))
+    write_hf_cache_entry(hf_cache, "timm/test_resnet.r160_in1k", saved)
     model = build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True), 5, 3, 32)
     _assert_backbone_loaded(model, saved)
+
+
+def test_hf_home_locates_the_cache(tmp_path, monkeypatch, no_network):
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    saved = _source_weights()
+    write_hf_cache_entry(tmp_path / "home" / "hub", "timm/test_resnet.r160_in1k", saved)
+    _assert_backbone_loaded(build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True), 5, 3, 32), saved)
+
+
+def test_online_downloads_into_the_cache_once(hf_cache, monkeypatch):
+    """Without HF_HUB_OFFLINE the missing file goes through huggingface_hub's download (faked here:
+    no test touches the network), into the cache; the next build reads the cache and downloads nothing."""
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    saved, calls = _source_weights(), []
+
+    def fake_download(repo_id, filename, revision=None, cache_dir=None, **kwargs):
+        calls.append((repo_id, filename))
+        return str(write_hf_cache_entry(cache_dir, repo_id, saved))
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    _assert_backbone_loaded(build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True), 5, 3, 32), saved)
+    _assert_backbone_loaded(build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True), 5, 3, 32), saved)
+    assert calls == [("timm/test_resnet.r160_in1k", "model.safetensors")]
+
+
+def test_online_download_failure_says_where(hf_cache, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    with pytest.raises(ModelError) as info:
+        build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True), 5, 3, 32)
+    assert "download failed (ConnectionError: Name or service not known)" in str(info.value)
+    assert str(hf_cache / "models--timm--test_resnet.r160_in1k") in str(info.value)
 
 
 def test_weights_for_another_architecture_are_refused(tmp_path):

@@ -14,6 +14,7 @@ from cnnsweep.distributed.tune.resources import derive_max_concurrent, trial_foo
 from cnnsweep.distributed.tune.results import collect_records, save_summary, summarize_sweep, report_dir_for
 from cnnsweep.distributed.tune.storage import path_exists, join_path, is_uri, resolve_output
 from cnnsweep.distributed.tune.tuner import SweepPlan, build_trainable, build_tuner, restore_tuner
+from cnnsweep.sweep.preflight import preflight_sweep
 from cnnsweep.sweep.space import load_search, num_trials
 
 
@@ -37,7 +38,10 @@ def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Opt
     from cnnsweep.data import load_dataset
     from cnnsweep.distributed.cluster import start_ray
 
-    load_search(cfg)  # config errors before anything slow starts
+    # config errors, and model branches that cannot run (no weights offline), before anything slow starts
+    cfg, dropped = preflight_sweep(cfg)
+    for note in dropped:
+        print(f"warning: {note}", file=sys.stderr)
     dataset = load_dataset(cfg.data)  # data errors too, before Ray starts
     plan = plan_sweep(cfg, output, start_ray(address))  # Ray: connect (or start a private instance)
     _check_fresh(plan, resume)
@@ -54,7 +58,7 @@ def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Opt
         progress.set_progress_sink(None)
     reports = report_dir_for(plan.output, report_dir)
     summary = summarize_sweep(plan, collect_records(results, cfg), reports)
-    summary |= {"seconds": round(time.perf_counter() - start, 1), "notes": list(dataset.notes)}
+    summary |= {"seconds": round(time.perf_counter() - start, 1), "notes": dropped + list(dataset.notes)}
     _export_best(plan, summary)
     save_summary(plan, summary, reports)
     return summary

@@ -8,7 +8,8 @@ from typing import Any
 from ray import tune
 
 from cnnsweep.config import RunConfig, get_dotted
-from cnnsweep.sweep.space import SearchConfig, baseline_params, default_startup_trials, expand_grid, sample_overrides
+from cnnsweep.sweep.samplers import build_sampler
+from cnnsweep.sweep.space import SearchConfig, baseline_params, expand_grid, sample_overrides
 
 
 def sample_point(search: SearchConfig, base_values: dict[str, Any], trial: Any) -> dict[str, Any]:
@@ -27,13 +28,9 @@ def build_search_alg(search: SearchConfig, base: dict[str, Any],
         points = [p.model_dump() for p in expand_grid(search)]
         # Ray: TuneConfig.max_concurrent_trials only limits a `Searcher`; this generator limits itself
         return BasicVariantGenerator(max_concurrent=max_concurrent), {"point": tune.grid_search(points)}
-    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    if search.algorithm == "optuna":
-        sampler = optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=default_startup_trials(search))
-    else:
-        sampler = optuna.samplers.RandomSampler(seed=search.seed)
+    sampler = build_sampler(search)  # the same sampler benchmarks/sweep_efficiency.py measures
     # Ray: Optuna gets every intermediate result (on_trial_result) and each trial's final value
     warm = [baseline_params(search, base)] if search.baseline_first else None
     base_values = {p: get_dotted(base, p) for p in search.space}
