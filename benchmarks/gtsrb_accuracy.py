@@ -19,12 +19,13 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from cnnsweep.config import AugmentConfig, load_config
+from cnnsweep.config import AugmentConfig, ConfigError, load_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import FitHooks, fit, predict_logits
 from cnnsweep.engine.amp import resolve_amp
@@ -108,6 +109,11 @@ def main() -> None:
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     for path in args.configs:
+        try:
+            load_config(path, [f"data.root={args.data}"] + args.overrides)  # fail before training, one line
+        except ConfigError as err:
+            print(f"{path}: {err}".replace("\n", "; "), file=sys.stderr)
+            raise SystemExit(2) from None
         record = run_one(path, [f"data.root={args.data}"] + args.overrides, args.tta, args.threads)
         with open(out, "a") as f:
             f.write(json.dumps(record) + "\n")
