@@ -89,6 +89,8 @@ class ModelConfig(Section):
     activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"] = "relu"
     pooling: str = "max"  # a registered pooling (cnnsweep.registry.POOLINGS: max, avg, strided, none)
     head: Literal["gap", "flatten"] = "gap"
+    head_hidden: int = Field(0, ge=0)  # units of a hidden FC layer (+ act + dropout) in the head; 0 = none
+    stage_dropout: Optional[float] = Field(None, ge=0, lt=1)  # Dropout2d after each stage; None = dropout / 2
     # timm transfer learning
     pretrained: bool = False
     weights: Optional[str] = None  # local .safetensors/.pth; else the local Hugging Face cache

@@ -2,9 +2,11 @@
 
     input -> stages[0] -> ... -> stages[S-1] -> head -> logits
     stage i = convs_per_stage x (3x3 conv [-> BN] -> act), then downsample (pool or stride 2),
-              then Dropout2d(dropout / 2)
+              then Dropout2d(stage_dropout, default dropout / 2)
     head    = gap: global average pool -> Dropout(dropout) -> Linear
               flatten: flatten -> Dropout(dropout) -> Linear
+              with head_hidden > 0, "-> Linear" is "-> Linear(head_hidden) -> act -> Dropout(dropout) -> Linear"
+              (the classic flatten + FC head of the GTSRB literature)
 
 Width doubles each stage (capped at MAX_WIDTH) because each downsampling quarters the positions;
 doubling channels keeps the compute per stage roughly constant.
@@ -47,7 +49,7 @@ ACTIVATIONS = {
 INIT_GAINS = {"relu": 1.415, "leaky_relu": 1.415, "elu": 1.246, "gelu": 1.534, "silu": 1.677,
               "tanh": 1.593, "sigmoid": 1.847}
 CNN_ARGS = ("num_stages", "width", "convs_per_stage", "batch_norm", "dropout", "activation",
-            "pooling", "head")  # the ModelConfig fields this family reads
+            "pooling", "head", "head_hidden", "stage_dropout")  # the ModelConfig fields this family reads
 HEADS = ("gap", "flatten")
 
 # Downsampling per stage (`model.pooling`): the registry entry makes the layer that halves the side, or
@@ -97,24 +99,35 @@ def _build_stage(c_in: int, c_out: int, *, convs: int, batch_norm: bool, activat
     if dropout > 0:
         # Spatial dropout: neighbouring pixels of a feature map are strongly correlated, so zeroing
         # single activations barely regularises a conv net; Dropout2d zeroes whole channels instead.
-        # Half the head rate because it applies after every stage and the noise compounds.
-        layers["drop"] = nn.Dropout2d(dropout / 2)
+        # Default: half the head rate because it applies after every stage and the noise compounds.
+        layers["drop"] = nn.Dropout2d(dropout)
     return nn.Sequential(layers)
 
 
-def _build_head(c_last: int, side: int, num_classes: int, head: str, dropout: float) -> nn.Sequential:
+def _classifier(in_features: int, num_classes: int, hidden: int, activation: str,
+                dropout: float) -> OrderedDict[str, nn.Module]:
+    """The head's linear part: one Linear, or Linear -> act -> Dropout -> Linear with `hidden` units."""
+    if not hidden:
+        return OrderedDict(fc=nn.Linear(in_features, num_classes))
+    return OrderedDict(hidden=nn.Linear(in_features, hidden), hidden_act=make_activation(activation),
+                       hidden_drop=nn.Dropout(dropout), fc=nn.Linear(hidden, num_classes))
+
+
+def _build_head(c_last: int, side: int, num_classes: int, head: str, dropout: float,
+                hidden: int = 0, activation: str = "relu") -> nn.Sequential:
     if head == "gap":
         return nn.Sequential(OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1),
-                                         drop=nn.Dropout(dropout), fc=nn.Linear(c_last, num_classes)))
+                                         drop=nn.Dropout(dropout),
+                                         **_classifier(c_last, num_classes, hidden, activation, dropout)))
     in_features = c_last * side * side
-    head_params = (in_features + 1) * num_classes
+    head_params = (in_features + 1) * (hidden or num_classes)  # the layer fed by the flattened map
     if head_params > MAX_HEAD_PARAMS:
         raise ModelError(
             f"model.head=flatten on a {c_last}x{side}x{side} final feature map needs a linear layer "
             f"with {head_params:,} parameters (limit {MAX_HEAD_PARAMS:,}); use model.head=gap, "
             f"a pooling other than 'none', more stages, or a smaller data.image_size")
     return nn.Sequential(OrderedDict(flatten=nn.Flatten(1), drop=nn.Dropout(dropout),
-                                     fc=nn.Linear(in_features, num_classes)))
+                                     **_classifier(in_features, num_classes, hidden, activation, dropout)))
 
 
 class CNN(nn.Module):
@@ -123,9 +136,13 @@ class CNN(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 3, image_size: int = 32, *,
                  num_stages: int = 3, width: int = 32, convs_per_stage: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, activation: str = "relu",
-                 pooling: str = "max", head: str = "gap") -> None:
+                 pooling: str = "max", head: str = "gap", head_hidden: int = 0,
+                 stage_dropout: float | None = None) -> None:
         super().__init__()
         _check_args(num_stages, width, convs_per_stage, dropout, pooling, head, image_size)
+        if head_hidden < 0 or not 0 <= (stage_dropout or 0) < 1:
+            raise ModelError("head_hidden must be >= 0 and stage_dropout in [0, 1)")
+        stage_drop = dropout / 2 if stage_dropout is None else stage_dropout
         make_activation(activation)  # fail early on a bad name
         stages, self.feature_info = [], []
         c_in, side, reduction = in_channels, image_size, 1
@@ -133,12 +150,12 @@ class CNN(nn.Module):
             new_side = downsampled_side(side, pooling)
             stages.append(_build_stage(c_in, c_out, convs=convs_per_stage, batch_norm=batch_norm,
                                        activation=activation, pooling=pooling,
-                                       downsample=new_side != side, dropout=dropout))
+                                       downsample=new_side != side, dropout=stage_drop))
             reduction *= 2 if new_side != side else 1
             self.feature_info.append({"num_chs": c_out, "reduction": reduction, "module": f"stages.{i}"})
             c_in, side = c_out, new_side
         self.stages = nn.Sequential(*stages)
-        self.head = _build_head(c_in, side, num_classes, head, dropout)
+        self.head = _build_head(c_in, side, num_classes, head, dropout, head_hidden, activation)
         self.num_classes, self.num_features, self.final_side = num_classes, c_in, side
         self._init_weights(activation)
 
@@ -157,6 +174,8 @@ class CNN(nn.Module):
             elif isinstance(m, nn.Linear):  # small logits at the start: loss ~ log(num_classes)
                 nn.init.normal_(m.weight, std=0.01)
                 nn.init.zeros_(m.bias)
+        if hasattr(self.head, "hidden"):  # a hidden FC layer is followed by an activation: Kaiming, like a conv
+            nn.init.normal_(self.head.hidden.weight, std=gain / self.head.hidden.in_features ** 0.5)
 
     # timm-compatible interface ------------------------------------------------------------
     def get_classifier(self) -> nn.Module:

@@ -147,3 +147,38 @@ def test_is_a_cnn_instance_with_timm_style_groups():
     model = create_model("cnn", 5, 3, 32)
     assert isinstance(model, CNN)
     assert model.group_matcher(coarse=True) == {"blocks": r"^stages\.(\d+)"}
+
+
+@pytest.mark.parametrize("head", ["gap", "flatten"])
+def test_head_hidden_adds_one_fc_layer_with_activation_and_dropout(head):
+    model = create_model("cnn", 43, 3, 32, width=8, num_stages=3, dropout=0.3, head=head, head_hidden=256)
+    _step(model, 3, 32, num_classes=43)
+    in_features = 32 * (16 if head == "flatten" else 1)  # 32 channels at 4x4 (flatten) or 1x1 (gap)
+    assert (model.head.hidden.in_features, model.head.hidden.out_features) == (in_features, 256)
+    assert model.get_classifier() is model.head.fc and model.head.fc.in_features == 256
+    assert isinstance(model.head.hidden_act, nn.ReLU) and model.head.hidden_drop.p == 0.3
+    # Kaiming init for the hidden layer (it feeds a ReLU), small weights only for the logits layer
+    assert model.head.hidden.weight.std().item() == pytest.approx(1.415 / in_features ** 0.5, rel=0.1)
+    assert model.head.fc.weight.std().item() == pytest.approx(0.01, rel=0.1)
+
+
+def test_no_hidden_layer_by_default():
+    model = create_model("cnn", 5, 3, 32, width=4, head="flatten")
+    assert [n for n, _ in model.head.named_children()] == ["flatten", "drop", "fc"]
+
+
+def test_stage_dropout_overrides_half_the_head_rate():
+    model = create_model("cnn", 5, 3, 32, width=4, dropout=0.3, stage_dropout=0.0)
+    assert not any(isinstance(m, nn.Dropout2d) for m in model.modules())
+    model = create_model("cnn", 5, 3, 32, width=4, dropout=0.0, stage_dropout=0.1)
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout2d)] == [0.1] * 3
+
+
+def test_head_hidden_and_stage_dropout_come_from_the_config():
+    from cnnsweep.config import ModelConfig
+    from cnnsweep.models import build_model
+
+    cfg = ModelConfig(head="flatten", head_hidden=64, dropout=0.3, stage_dropout=0.0)
+    model = build_model(cfg, 43, 3, 32)
+    assert model.head.hidden.out_features == 64
+    assert not any(isinstance(m, nn.Dropout2d) for m in model.modules())

@@ -1,0 +1,124 @@
+"""Validation accuracy per epoch (and wall time) of run configs, trained with the bare engine (no Ray).
+
+    .venv/bin/python benchmarks/gtsrb_accuracy.py sweeps/gtsrb_peer.yaml sweeps/gtsrb.yaml
+    .venv/bin/python benchmarks/gtsrb_accuracy.py sweeps/gtsrb_long.yaml --tta
+    .venv/bin/python benchmarks/gtsrb_accuracy.py sweeps/ahe.yaml --data ../shared/data/ahe64 --set train.epochs=4
+
+Each config is trained in this one process on `--threads` CPU threads with `scaling.num_workers=1`
+but the same effective batch and micro-batch as its file says: `sweeps/gtsrb.yaml`'s 2 Ray workers x
+2 micro-steps x 32 become 4 micro-steps x 32 here, so BatchNorm sees the same 32 images per forward
+and the optimizer the same 128 per step. Appends one JSON line per run to
+benchmarks/results/accuracy.jsonl (config, overrides, per-epoch val/acc, val/loss, seconds, machine)
+and prints a line per epoch. `--tta` also scores the final model on the validation split with
+test-time augmentation (softmax averaged over the image and its 1 px shifts) to see whether it pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cnnsweep.config import AugmentConfig, ConfigError, load_config
+from cnnsweep.data import load_dataset
+from cnnsweep.engine import FitHooks, fit, predict_logits
+from cnnsweep.engine.amp import resolve_amp
+from cnnsweep.transforms import AugmentParams, BatchAugment, Preprocess
+
+RESULTS = Path(__file__).parent / "results" / "accuracy.jsonl"
+TTA_SHIFTS_PX = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # (dx, dy) in pixels
+
+
+class KeepLast(FitHooks):
+    """Prints each epoch and keeps the unwrapped model and the last checkpoint state in memory."""
+
+    def __init__(self, label: str, start: float):
+        super().__init__("cpu")
+        self.label, self.start, self.state, self.model = label, start, None, None
+
+    def wrap_model(self, model):
+        self.model = model
+        return model
+
+    def report(self, metrics, checkpoint_state) -> None:
+        self.state = checkpoint_state or self.state
+        metrics["wall_s"] = time.perf_counter() - self.start
+        print(f"[{self.label}] epoch {int(metrics['epoch']) + 1}: val/acc {metrics['val/acc']:.4f} "
+              f"val/loss {metrics['val/loss']:.4f} train {metrics['train/seconds']:.0f} s "
+              f"wall {metrics['wall_s']:.0f} s", flush=True)
+
+
+def tta_accuracy(model, state: dict, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Validation accuracy with softmax averaged over TTA_SHIFTS_PX (border padding, like training)."""
+    pre = Preprocess.from_dict(state["preprocess"])
+    x = pre.prepare(images)
+    side = x.shape[-1]
+    shifter = BatchAugment(AugmentConfig())
+    amp = resolve_amp(state["config"]["train"]["amp"], torch.device("cpu"))
+    probs = torch.zeros(len(x), len(state["class_names"]))
+    for dx, dy in TTA_SHIFTS_PX:
+        t = torch.tensor([[dx / side, dy / side]]).expand(len(x), 2)
+        shifted = shifter.apply(x, AugmentParams(translate=t)) if (dx or dy) else x
+        probs += predict_logits(model, shifted, pre.normalize, batch_size=1024, amp=amp).softmax(1)
+    return float((probs.argmax(1) == labels).float().mean())
+
+
+def run_one(path: str, overrides: list[str], tta: bool, threads: int) -> dict:
+    cfg = load_config(path, overrides + ["scaling.num_workers=1"])
+    micro = cfg.micro_batch
+    shown = [o for o in overrides if not o.startswith("data.root=")]
+    label = f"{Path(path).stem}{' ' + ' '.join(shown) if shown else ''}"
+    dataset = load_dataset(cfg.data)
+    start = time.perf_counter()
+    hooks = KeepLast(label, start)
+    result = fit(cfg, dataset, hooks)
+    record = {"config": path, "overrides": overrides, "name": cfg.name, "epochs": cfg.train.epochs,
+              "batch_size": cfg.train.batch_size, "micro_batch_size": micro,
+              "train_images": len(dataset.train), "val_images": len(dataset.valid),
+              "val_acc": result.metrics["val/acc"], "val_loss": result.metrics["val/loss"],
+              "val_f1_macro": result.metrics["val/f1_macro"], "seconds": round(result.seconds, 1),
+              "per_epoch": [{"epoch": int(m["epoch"]) + 1, "val_acc": m["val/acc"], "val_loss": m["val/loss"],
+                             "train_s": round(m["train/seconds"], 1), "wall_s": round(m["wall_s"], 1)}
+                            for m in result.history],
+              "threads": threads, "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
+              "date": time.strftime("%Y-%m-%d %H:%M")}
+    if tta:
+        record["val_acc_tta"] = tta_accuracy(hooks.model, hooks.state, dataset.valid.images, dataset.valid.labels)
+        print(f"[{label}] TTA ({len(TTA_SHIFTS_PX)} views): val/acc {record['val_acc_tta']:.4f}", flush=True)
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configs", nargs="+", help="run/sweep YAML files, trained one after the other")
+    parser.add_argument("--data", default="../shared/data/gtsrb", help="data.root for every config")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", help="dotted.key=value")
+    parser.add_argument("--tta", action="store_true", help="also score the final model with shift TTA")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--results", default=str(RESULTS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if not Path(args.data).exists():
+        raise SystemExit(f"--data {args.data}: not found (see ../shared/data/README.md)")
+    out = Path(args.results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path in args.configs:
+        try:
+            load_config(path, [f"data.root={args.data}"] + args.overrides)  # fail before training, one line
+        except ConfigError as err:
+            print(f"{path}: {err}".replace("\n", "; "), file=sys.stderr)
+            raise SystemExit(2) from None
+        record = run_one(path, [f"data.root={args.data}"] + args.overrides, args.tta, args.threads)
+        with open(out, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps({k: record[k] for k in ("config", "overrides", "val_acc", "seconds")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
