@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnsweep.summary import format_bytes, summarize
+from cnnsweep.models.summary import format_bytes, summarize
 
 TRAIN_BATCH = 50  # the course's question: memory to train a batch of 50
 
