@@ -25,6 +25,7 @@ _EXPORTS = {
     "save_class_image_grid": "class_images",
     "gradcam_maps": "gradcam", "save_gradcam_gallery": "gradcam",
     "build_model_card": "model_card",
+    "analyze_target": "analyze", "load_target": "target", "AnalysisError": "errors",
     "stage_layers": "layers", "gradcam_layer": "layers",
 }
 __all__ = sorted(_EXPORTS)

@@ -137,6 +137,7 @@ class SearchConfig(Section):
     seeds: Optional[list[int]] = None  # grid: repeat every point with each train.seed
     ablation: Optional[dict[str, dict[str, Any]]] = None  # grid: named one-factor variants
     export: bool = True  # at the end, export <output>/best to best/model.onnx (verified against PyTorch)
+    analyze: bool = True  # at the end, `cnnsweep analyze` the sweep (top-3 trials) into <output>/analysis
 
     @field_validator("metric")
     @classmethod
