@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnsweep.analysis.charts import _save, new_figure
+from cnnsweep.analysis.charts import save, new_figure
 from cnnsweep.analysis.predictions import Predictions
 
 
@@ -26,7 +26,7 @@ def _bars(wrong_by: np.ndarray, k: int, path: Path) -> Path:
         ax.text(j, c, str(c), ha="center", va="bottom", fontsize=8)
     ax.set(xlabel="number of the top-K models that get the image wrong", ylabel="images",
            title="errors shared across models", xticks=range(1, k + 1))
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def error_atlas(names: list[str], preds: list[Predictions], out: Path) -> dict[str, Any]:

@@ -17,7 +17,7 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
@@ -44,7 +44,7 @@ def confusion_heatmap(cm: np.ndarray, class_names: list[str], path: Path, *, nor
             if v:
                 ax.text(q, t, f"{v:.2f}" if normalized else str(int(v)), ha="center", va="center", fontsize=6)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def balance_bars(before: np.ndarray, after: np.ndarray, class_names: list[str], method: str, path: Path) -> Path:
@@ -59,7 +59,7 @@ def balance_bars(before: np.ndarray, after: np.ndarray, class_names: list[str], 
     ax.set(xlabel="class id", ylabel="training images per class (per epoch)", title="class balance")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def per_class_boxes(values: list[np.ndarray], titles: tuple[str, str], labels: list[np.ndarray],
@@ -74,7 +74,7 @@ def per_class_boxes(values: list[np.ndarray], titles: tuple[str, str], labels: l
         ax.grid(axis="y", alpha=0.3)
     axes[-1].set_xticks(range(num_classes), [str(c) for c in range(num_classes)], fontsize=6)
     axes[-1].set_xlabel("class id")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def curves_with_spread(series: dict[str, dict[str, np.ndarray]], metrics: list[str], factor: str,
@@ -94,4 +94,4 @@ def curves_with_spread(series: dict[str, dict[str, np.ndarray]], metrics: list[s
         ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} by {short(factor, 30)}")
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=7, title=short(factor, 30), title_fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
