@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/cnnsweep tune sweeps/quickstart.yaml --output runs/quickstart
+	@test -f runs/quickstart/analysis/report.html && echo "report: $(CURDIR)/runs/quickstart/analysis/report.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -48,7 +48,8 @@ def leaderboard_table(report_dir: str, metric: str) -> Table:
     board = pd.read_csv(Path(report_dir) / "leaderboard.csv")
     table = Table(title=f"leaderboard (top {min(LEADERBOARD_ROWS, len(board))} of {len(board)}, by {metric})",
                   title_justify="left")
-    cols = [c for c in ("rank", "trial_id", "label", "status", "epochs", M.VAL_ACC, M.VAL_LOSS)
+    cols = [c for c in ("rank", "trial_id", "label", "status", "epochs", M.VAL_ACC, M.VAL_PRECISION, M.VAL_RECALL,
+                       M.VAL_LOSS)
             if c in board] + [c for c in board if c.startswith("param:")]
     for c in cols:
         table.add_column(c.removeprefix("param:"), overflow="fold")
@@ -69,6 +70,10 @@ def _print_results(summary: dict[str, Any]) -> None:
         out.print(f"best: trial {best['trial_id']}  val/acc {_fmt(best['val_acc'])}  -> {best['checkpoint']}",
                   highlight=False)
     out.print(f"report: {summary['report_dir']} ({', '.join(summary['files'][:4])}, ...)", highlight=False)
+    for note in summary.get("notes", []):
+        err.print(f"note: {note}", highlight=False)
+    if summary.get("analysis"):
+        out.print(f"analysis: {summary['analysis']}", highlight=False)
 
 
 def default_output(name: str) -> str:

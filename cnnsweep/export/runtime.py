@@ -28,7 +28,7 @@ def select_providers(device: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def create_session(path: str | Path, num_threads: Optional[int] = None, device: str = "auto",
+def create_session(path: str | Path | bytes, num_threads: Optional[int] = None, device: str = "auto",
                    spin: bool = True):
     """An InferenceSession with `num_threads` intra-op threads (None = ORT's default: one per core).
 
@@ -48,7 +48,8 @@ def create_session(path: str | Path, num_threads: Optional[int] = None, device: 
     opts.log_severity_level = 3  # errors only: the QDQ/optimizer notices are not for users
     if not spin:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=select_providers(device))
+    model = path if isinstance(path, bytes) else str(path)  # bytes: a model shipped to a Ray worker
+    return ort.InferenceSession(model, sess_options=opts, providers=select_providers(device))
 
 
 def session_info(session, where: str = "model") -> OnnxModelInfo:

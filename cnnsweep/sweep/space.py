@@ -160,6 +160,7 @@ class SearchConfig(Section):
     # At the end, export <output>/best to best/model.onnx (verified against PyTorch); `{top: K, ensemble:
     # true}` also writes exports/ensemble_topK.onnx (one graph, the K best trials' mean softmax).
     export: ExportField = True
+    analyze: bool = True  # at the end, `cnnsweep analyze` the sweep (top-3 trials) into <output>/analysis
 
     @field_validator("metric")
     @classmethod

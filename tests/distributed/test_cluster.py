@@ -26,7 +26,7 @@ import pytest
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SWEEP = {"name": "cluster", "data": {"name": "digits"},
          "model": {"num_stages": 2, "width": 8, "convs_per_stage": 1}, "sched": {"name": "none"},

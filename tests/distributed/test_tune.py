@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cnnsweep.config import validate_config
 from cnnsweep.sweep.space import load_search
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("cnnsweep"))
 TINY = {"name": "tiny", "data": {"name": "digits"},
         "model": {"num_stages": 2, "width": 8, "convs_per_stage": 1}, "sched": {"name": "none"},

@@ -14,7 +14,7 @@ from cnnsweep.config import ConfigError, config_to_dict, load_config, validate_c
 from cnnsweep.sweep.space import (baseline_params, expand_grid, load_search, optuna_distributions,
                                    sample_overrides)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE = {"name": "t", "data": {"name": "digits"}, "train": {"epochs": 3}}
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -60,7 +60,9 @@ def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Opt
     summary = summarize_sweep(plan, collect_records(results, cfg), reports)
     summary |= {"seconds": round(time.perf_counter() - start, 1), "notes": dropped + list(dataset.notes)}
     _export_best(plan, summary)
-    save_summary(plan, summary, reports)
+    save_summary(plan, summary, reports)  # leaderboard + summary first: the analysis reads them
+    if _analyze_result(plan, summary, reports):
+        save_summary(plan, summary, reports)
     return summary
 
 
@@ -99,3 +101,22 @@ def _export_top(plan: SweepPlan, summary: dict[str, Any]) -> None:
             summary["exports"] = [r.onnx for r in export_path(plan.output, top=spec.top)]
     except (ExportError, ValueError, OSError) as err:  # EnsembleError is a ValueError too
         summary["notes"].append(f"ONNX export of the top {spec.top} trials failed: {err}")
+
+
+ANALYZE_WORKERS = 2  # Ray tasks predicting the split at once
+
+
+def _analyze_result(plan: SweepPlan, summary: dict[str, Any], report_dir: Path) -> bool:
+    """search.analyze: `cnnsweep analyze` on the sweep -> <output>/analysis/report.html. A failed
+    analysis is a note in the summary, never a failed sweep. Returns whether the summary changed."""
+    if not plan.search.analyze or not summary.get("best") or is_uri(plan.output):
+        return False
+    from cnnsweep.distributed.analyze import run_analysis
+
+    try:
+        m = run_analysis(report_dir, workers=ANALYZE_WORKERS, split="test", output=report_dir / "analysis")
+        summary["analysis"] = str(Path(m["output"]) / "report.html")
+    except Exception as err:  # noqa: BLE001 - any failure here must leave the sweep's results intact
+        summary["analysis"] = None
+        summary["notes"].append(f"analysis of the sweep failed: {type(err).__name__}: {err}")
+    return True
