@@ -60,7 +60,7 @@ def test_summary_memory_suggests_the_largest_micro_batch_that_fits(tmp_path):
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
 
-COMMANDS = ("train", "summary", "tune", "export", "serve")
+COMMANDS = ("train", "summary", "tune", "export", "serve", "analyze", "predict")
 
 
 def test_help_lists_every_command_and_each_command_has_help():
