@@ -1,19 +1,20 @@
 """Checkpoints: a directory holding `checkpoint.pt` (plain containers only) and `config.yaml`.
 
-Saving is atomic (write a temp file, fsync, `os.replace`), so a crash mid-write leaves the previous
-file intact. Loading uses `torch.load(weights_only=True)`: a checkpoint from someone else cannot run code.
+Saving is atomic per file (`cnnsweep.atomic`: temp file, fsync, `os.replace`), so a crash mid-write
+leaves the previous file intact; `save_checkpoint_dir` swaps a whole checkpoint folder in at once. Loading uses `torch.load(weights_only=True)`: a checkpoint from someone else cannot run code.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+
+from cnnsweep.atomic import atomic_dir, atomic_write, atomic_write_text
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.yaml"
@@ -24,31 +25,24 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or not a cnnsweep checkpoint."""
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half
-
-
 def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
     """Write `state` (config, model, optimizer, scheduler, scaler, epoch, preprocess, ...) to `directory`."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    _atomic_write(d / CHECKPOINT_FILE, lambda f: torch.save(state, f))
+    atomic_write(d / CHECKPOINT_FILE, lambda f: torch.save(state, f))
     if "config" in state:
-        text = yaml.safe_dump(state["config"], sort_keys=False).encode()
-        _atomic_write(d / CONFIG_FILE, lambda f: f.write(text))
+        atomic_write_text(d / CONFIG_FILE, yaml.safe_dump(state["config"], sort_keys=False))
     if "metrics" in state:
-        text = json.dumps(state["metrics"], indent=2, sort_keys=True).encode()
-        _atomic_write(d / METRICS_FILE, lambda f: f.write(text))
+        atomic_write_text(d / METRICS_FILE, json.dumps(state["metrics"], indent=2, sort_keys=True))
     return d
+
+
+def save_checkpoint_dir(state: dict[str, Any], directory: str | Path) -> Path:
+    """`save_checkpoint` into a fresh folder that then replaces `directory` whole: a kill leaves the
+    old checkpoint folder or the new one, never a new checkpoint.pt beside an old config.yaml."""
+    with atomic_dir(directory) as tmp:
+        save_checkpoint(state, tmp)
+    return Path(directory)
 
 
 def find_checkpoint_file(path: str | Path) -> Path:
@@ -59,7 +53,10 @@ def find_checkpoint_file(path: str | Path) -> Path:
     if (p / CHECKPOINT_FILE).is_file():
         return p / CHECKPOINT_FILE
     if p.is_dir():
-        found = sorted(p.rglob(CHECKPOINT_FILE), key=lambda f: f.stat().st_mtime)
+        # hidden folders are unfinished writes (`.epoch_0003.*.partial` left by a kill): never pick one
+        found = sorted((f for f in p.rglob(CHECKPOINT_FILE)
+                        if not any(part.startswith(".") for part in f.relative_to(p).parts)),
+                       key=lambda f: f.stat().st_mtime)
         if found:
             return found[-1]  # newest
         raise CheckpointError(f"{p}: no {CHECKPOINT_FILE} found in this folder")

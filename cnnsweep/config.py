@@ -260,16 +260,57 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) 
 # ---------------------------------------------------------------------------- I/O
 
 
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: real configs are a few KiB; bounds parse time and memory
+MAX_CONFIG_DEPTH = 32  # nesting levels; a sweep's search space needs about 6
+MAX_CONFIG_NODES = 100_000  # values after expanding YAML aliases (a "billion laughs" file expands 10^9)
+
+
+def _read_config_text(p: Path) -> str:
+    try:
+        with p.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read config file ({err.strerror or err})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: config file larger than {MAX_CONFIG_BYTES // 1024} KiB; is this the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{p}: not a text (UTF-8) file: byte {err.start} cannot be decoded") from None
+
+
+def _check_size(raw: Any, p: Path) -> None:
+    """Refuse deep nesting and alias bombs, counting shared (aliased) values once per reference."""
+    stack, count = [(raw, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_CONFIG_DEPTH or count > MAX_CONFIG_NODES:
+            what = f"nested deeper than {MAX_CONFIG_DEPTH} levels" if depth > MAX_CONFIG_DEPTH \
+                else f"more than {MAX_CONFIG_NODES:,} values (after expanding aliases)"
+            raise ConfigError(f"{p}: config is {what}")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((c, depth + 1) for c in children)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; every problem (missing, unreadable, binary, too large, too deep, bad YAML)
+    is one-line ConfigError."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
+    text = _read_config_text(p)
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: config is nested too deeply to parse") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: must be a mapping of sections (data, model, train, ...)")
+    _check_size(raw, p)
     return raw
 
 
@@ -287,12 +328,9 @@ def config_to_dict(cfg: RunConfig, *, with_search: bool = False) -> dict[str, An
 
 def save_config(cfg: RunConfig, path: str | Path) -> Path:
     """Write the resolved config (every default filled in) as YAML next to a result."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(cfg, with_search=True), sort_keys=False))
-    tmp.replace(p)
-    return p
+    from cnnsweep.atomic import atomic_write_text  # a kill mid-write leaves the old file or the new one
+
+    return atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg, with_search=True), sort_keys=False))
 
 
 def config_to_json(cfg: RunConfig) -> str:

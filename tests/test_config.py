@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -83,3 +87,79 @@ def test_shipped_sweeps_validate():
     from pathlib import Path
     for path in sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml")):
         assert isinstance(load_config(path), RunConfig), path
+
+
+# ---------------------------------------------------------------- hostile config files (issue 10)
+# Before: UnicodeDecodeError / RecursionError / PermissionError tracebacks (exit 1); huge files read whole.
+
+from typer.testing import CliRunner  # noqa: E402
+
+from cnnsweep.cli import app  # noqa: E402
+from cnnsweep.config import MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH  # noqa: E402
+
+BAD_FILES = {
+    "binary": (b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00" * 10, "not a text \\(UTF-8\\) file"),
+    "deep-flow": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "deep-block": (b"".join(b"  " * i + b"k:\n" for i in range(MAX_CONFIG_DEPTH + 1)) + b"  " * 40 + b"v",
+                   f"nested deeper than {MAX_CONFIG_DEPTH}"),
+    "alias-bomb": (b"a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+                   + b"".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n".encode()
+                              for i in range(8)), "after expanding aliases"),
+    "too-large": (b"# padding\n" * (MAX_CONFIG_BYTES // 10 + 1), "larger than"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_hostile_config_files_are_one_line_config_errors(tmp_path, name):
+    data, expected = BAD_FILES[name]
+    path = tmp_path / "cfg.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=expected) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_hostile_config_files_exit_2_via_the_cli(tmp_path, name):
+    path = tmp_path / "cfg.yaml"
+    path.write_bytes(BAD_FILES[name][0])
+    result = CliRunner().invoke(app, ["train", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and re.search(BAD_FILES[name][1], result.output)
+
+
+def test_unreadable_config_is_a_config_error(tmp_path, monkeypatch):
+    # Tests run as root, where chmod 000 still reads: simulate the open() failing instead.
+    path = tmp_path / "cfg.yaml"
+    path.write_text("train: {epochs: 1}\n")
+    real_open = Path.open
+
+    def denied(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: denied(self).read())
+    with pytest.raises(ConfigError, match="cannot read config file \\(Permission denied\\)"):
+        load_config(path)
+    result = CliRunner().invoke(app, ["train", str(path)])
+    assert result.exit_code == 2 and "Permission denied" in result.output and "Traceback" not in result.output
+
+
+def test_save_config_kill_before_rename_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "config.yaml"
+    save_config(validate_config({"name": "old"}), path)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+
+    def die(*args):
+        raise KeyboardInterrupt  # stands in for a kill between writing and renaming
+
+    monkeypatch.setattr(os, "replace", die)
+    with pytest.raises(KeyboardInterrupt):
+        save_config(validate_config({"name": "new"}), path)
+    assert load_config(path).name == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]  # no stale temp file
+    assert synced, "the new bytes must be fsynced before the rename"

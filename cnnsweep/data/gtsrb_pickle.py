@@ -1,7 +1,8 @@
 """GTSRB in the Kaggle "traffic-signs-preprocessed" layout: train/valid/test.pickle + label_names.csv.
 
 Each pickle is a dict with `features` (uint8 N x 32 x 32 x 3, RGB) and `labels` (N). The files are
-read with the restricted unpickler, so a tampered pickle cannot run code.
+read with the restricted unpickler, so a tampered pickle cannot run code; labels are capped so a
+crafted one cannot make the class list huge.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .gtsrb_names import GTSRB_CLASS_NAMES
 from .registry import register_dataset, require_root
 from .safe_pickle import load_pickle
 
+MAX_NUM_CLASSES = 10_000  # labels must be < this (GTSRB has 43); bounds the class-name list
 _WHERE = ("Kaggle dataset 'traffic-signs-preprocessed' (train.pickle, valid.pickle, label_names.csv); "
           "download it and set data.root to its folder")
 
@@ -43,14 +45,18 @@ def _load_split(path: Path) -> ImageSplit:
     if not isinstance(d, dict) or "features" not in d or "labels" not in d:
         keys = sorted(d) if isinstance(d, dict) else type(d).__name__
         raise DataError(f"{path}: expected a dict with 'features' and 'labels', got {keys}")
-    x, y = np.asarray(d["features"]), np.asarray(d["labels"])
+    x, y = d["features"], d["labels"]
+    if not isinstance(x, np.ndarray) or not isinstance(y, np.ndarray):
+        raise DataError(f"{path}: 'features' and 'labels' must be numpy arrays, "
+                        f"got {type(x).__name__} and {type(y).__name__}")
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise DataError(f"{path}: 'features' must be uint8 N x H x W x C with C in (1, 3), "
                         f"got {x.dtype} {x.shape}")
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{path}: 'labels' must be {len(x)} integers, got {y.dtype} {y.shape}")
-    if len(y) and y.min() < 0:
-        raise DataError(f"{path}: negative label {int(y.min())}")
+    if len(y) and (y.min() < 0 or y.max() >= MAX_NUM_CLASSES):
+        bad = int(y.min()) if y.min() < 0 else int(y.max())
+        raise DataError(f"{path}: label {bad} out of range (labels must be 0..{MAX_NUM_CLASSES - 1})")
     return ImageSplit.from_nhwc(x, y)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from cnnsweep.checkpoint import load_checkpoint, save_checkpoint
+from cnnsweep.checkpoint import load_checkpoint, save_checkpoint_dir
 
 
 class FitHooks:
@@ -65,12 +65,8 @@ class LocalHooks(FitHooks):
 
     def _save(self, state: dict[str, Any], epoch: int) -> Path:
         root = self.output / "checkpoints"
-        final = root / f"epoch_{epoch:04d}"
-        tmp = root / f".epoch_{epoch:04d}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_checkpoint(state, tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)  # a crash before this line leaves only a .partial folder, never a broken epoch_*
+        # a kill leaves the previous epoch_* (a resumed run rewrites one) or the complete new one
+        final = save_checkpoint_dir(state, root / f"epoch_{epoch:04d}")
         if self.num_to_keep:
             for old in sorted(root.glob("epoch_*"))[:-self.num_to_keep]:
                 shutil.rmtree(old, ignore_errors=True)
