@@ -4,14 +4,29 @@ a fake 2-CPU cluster and `build_trainable` (the first Ray call after the checks)
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+
 import pytest
 
 from cnnsweep.config import ConfigError, save_config, validate_config
-from cnnsweep.lockfile import hold_output_lock
 
 SWEEP = {"name": "tiny", "data": {"name": "digits"}, "model": {"num_stages": 2, "width": 8},
          "train": {"epochs": 1, "lr": 1e-3, "batch_size": 64},
          "search": {"algorithm": "grid", "max_concurrent": 1, "space": {"model.width": {"choice": [4, 8]}}}}
+
+
+@contextlib.contextmanager
+def another_process_holds(out):
+    """Hold <out>/.lock as another cnnsweep process would (flock on its own open file)."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(fd)
 
 
 class ReachedTrials(Exception):
@@ -39,7 +54,7 @@ def test_a_second_sweep_on_a_locked_folder_is_refused(tmp_path, no_ray):
     from cnnsweep.distributed.tune import run_sweep
 
     out = tmp_path / "sweep"
-    with hold_output_lock(out):  # the first sweep, still running
+    with another_process_holds(out):  # the first sweep, still running
         with pytest.raises(ConfigError, match="in use by another cnnsweep process"):
             run_sweep(_sweep(), str(out))
         with pytest.raises(ConfigError, match="in use"):
