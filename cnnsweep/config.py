@@ -145,7 +145,11 @@ class ScalingConfig(Section):
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(1.0, gt=0, le=1)  # < 1 packs several workers/trials onto one GPU
-    max_failures: int = Field(0, ge=-1)  # worker crashes survived by restarting from the last checkpoint
+    # Worker failures (a crash, an OOM kill, a raised error) survived by restarting the workers from the
+    # last checkpoint; -1 = no limit, 0 = fail at once. 2 rides out a transient fault or two while a
+    # run that fails every time (a bad config) stops after 3 tries. Node preemptions are Ray's to count
+    # apart (FailureConfig.max_preemption_failures: unlimited by default).
+    max_failures: int = Field(2, ge=-1)
 
 
 class RunConfig(Section):
@@ -336,6 +340,46 @@ def config_to_dict(cfg: RunConfig, *, with_search: bool = False) -> dict[str, An
     if not with_search:
         d.pop("search", None)
     return d
+
+
+MAX_DIFFS_SHOWN = 8  # differences listed in a refused --resume; the rest are counted
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def diff_configs(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Where two config dicts differ, as `dotted.path: old -> new` lines, in the files' key order."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [f"{prefix or 'config'}: {_short(old)} -> {_short(new)}"]
+    lines = []
+    for key in dict.fromkeys([*old, *new]):
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in old or key not in new:
+            lines.append(f"{path}: {_short(old[key]) if key in old else '(absent)'} -> "
+                         f"{_short(new[key]) if key in new else '(absent)'}")
+        else:
+            lines += diff_configs(old[key], new[key], path)
+    return lines
+
+
+def check_resumed_config(cfg: RunConfig, saved: str | Path) -> None:
+    """--resume: refuse a config that differs from the one the output was started with (`saved`, as
+    `save_config` wrote it), naming each difference by dotted path. Resuming a run with another model,
+    data or search space would mix two experiments in one folder (and one set of checkpoints)."""
+    raw = load_yaml(saved)
+    try:
+        old = config_to_dict(validate_config(raw), with_search=True)  # fills in defaults added since
+    except ConfigError:
+        old = raw  # saved by a version whose schema differs: compare what is written
+    diffs = diff_configs(old, config_to_dict(cfg, with_search=True))
+    if diffs:
+        more = f"; and {len(diffs) - MAX_DIFFS_SHOWN} more" if len(diffs) > MAX_DIFFS_SHOWN else ""
+        raise ConfigError(f"--resume: the config differs from the one {Path(saved).parent} was started with "
+                          f"({Path(saved).name}): {'; '.join(diffs[:MAX_DIFFS_SHOWN])}{more}. Resume with the "
+                          "same config and --set values, or start afresh in another --output")
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> Path:

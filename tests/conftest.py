@@ -81,3 +81,26 @@ def tiny_gtsrb_sweep(gtsrb_root: Path, tmp_path_factory) -> Path:
         writer.writeheader()
         writer.writerows({"rank": i, **r} for i, r in enumerate(rows, start=1))
     return folder
+
+
+@pytest.fixture
+def disk_full_after():
+    """`with disk_full_after(n): ...`: every file write past byte n fails with EFBIG, like a disk
+    filling up mid-write (RLIMIT_FSIZE, this process only, restored after the block). Tests of
+    "a failed write leaves the old file or the new one" run the real writers under it."""
+    import contextlib
+    import resource
+    import signal
+
+    @contextlib.contextmanager
+    def limit(nbytes: int):
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a killed process
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old_handler)
+
+    return limit

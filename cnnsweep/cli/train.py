@@ -32,14 +32,17 @@ def train_cmd(
     config: str = typer.Argument(..., help="run or sweep YAML (a sweep's `search` section is ignored)"),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="override: dotted.key=value (repeatable)"),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="output folder [runs/<name>-<time>]"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --output from its last checkpoint"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address [RAY_ADDRESS or local]"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Train one candidate with Ray Train (DDP, AMP, gradient accumulation)."""
-    from cnnsweep.config import load_config
+    from cnnsweep.config import ConfigError, load_config
     from cnnsweep.distributed.train_job import run_train_job
 
     cfg = load_config(config, set_ or [])
+    if resume and not output:
+        raise ConfigError("--resume needs --output: the folder of the run to continue")
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[line]}"),
                   TimeElapsedColumn(), console=err, transient=json_out) as progress:
         task = progress.add_task(cfg.name, total=cfg.train.epochs, line="starting Ray Train...")
@@ -47,7 +50,7 @@ def train_cmd(
         def on_epoch(m: dict) -> None:
             progress.update(task, completed=int(m["epoch"]) + 1, line=_progress_line(m))
 
-        summary = run_train_job(cfg, output=output, address=address, on_epoch=on_epoch)
+        summary = run_train_job(cfg, output=output, address=address, on_epoch=on_epoch, resume=resume)
     if json_out:
         print_json({k: v for k, v in summary.items() if k != "metrics"} | {"metrics": summary["metrics"]})
     else:

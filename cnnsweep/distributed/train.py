@@ -23,11 +23,12 @@ from ray.train.torch import TorchConfig, TorchTrainer
 
 from cnnsweep import metrics as M
 from cnnsweep.checkpoint import load_checkpoint, save_checkpoint
-from cnnsweep.config import RunConfig, config_to_dict, validate_config
+from cnnsweep.config import ConfigError, RunConfig, config_to_dict, validate_config
 from cnnsweep.data import ImageDataset, load_dataset
 from cnnsweep.engine import FitHooks, fit
 
 HISTORY_FILE = "history.jsonl"
+RUN_NAME = "train"  # the Ray Train run's folder under a `cnnsweep train` output
 CRASH_ENV = "CNNSWEEP_TEST_CRASH_ONCE"  # test hook: path of a marker file; see _maybe_crash_once
 
 
@@ -126,14 +127,20 @@ class TrainOutcome:
 
 
 def run_candidate(cfg: RunConfig, output: str | Path, dataset: Optional[ImageDataset] = None,
-                  worker_env: Optional[dict[str, str]] = None) -> TrainOutcome:
-    """Train one candidate with Ray Train on the connected Ray cluster; outputs go under `output`."""
+                  worker_env: Optional[dict[str, str]] = None, resume: bool = False) -> TrainOutcome:
+    """Train one candidate with Ray Train on the connected Ray cluster; outputs go under `output`.
+
+    Ray Train continues a run with the same name and storage from its latest checkpoint, whatever the
+    config: so an existing run under `output` is continued only with `resume`, else refused."""
     out = Path(output).resolve()
+    if not resume and (out / RUN_NAME).exists():
+        raise ConfigError(f"{out} already holds a Ray Train run ({RUN_NAME}/): pass resume=True (--resume) to "
+                          "continue it, or choose another output")
     out.mkdir(parents=True, exist_ok=True)
     dataset = dataset if dataset is not None else load_dataset(cfg.data)  # fail fast, before any worker starts
     history = out / HISTORY_FILE
     history.unlink(missing_ok=True)
-    trainer = build_trainer(cfg, ray.put(dataset), storage_path=str(out), name="train",  # Ray: object store
+    trainer = build_trainer(cfg, ray.put(dataset), storage_path=str(out), name=RUN_NAME,  # Ray: object store
                             history_path=str(history), worker_env=worker_env)
     result = trainer.fit()  # Ray: raises TrainingFailedError when retries are exhausted
     best = result.get_best_checkpoint(M.DEFAULT_METRIC, M.MODES[M.DEFAULT_METRIC]) if result.best_checkpoints else None

@@ -8,8 +8,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from cnnsweep.config import RunConfig, save_config
 from cnnsweep import metrics as M
+from cnnsweep.atomic import atomic_write_json
+from cnnsweep.config import ConfigError, RunConfig, check_resumed_config, save_config
+from cnnsweep.lockfile import folder_entries, hold_output_lock
+
+CONFIG_FILE = "config.yaml"
+RESULT_FILE = "result.json"
 
 
 def default_output(cfg: RunConfig) -> Path:
@@ -28,16 +33,48 @@ def _follow(path: Path, on_line: Callable[[dict], None], stop: threading.Event) 
         seen = len(lines)
 
 
+def prepare_output(cfg: RunConfig, out: Path, resume: bool) -> None:
+    """Refuse a folder that already holds something unless resuming; on --resume, refuse a changed
+    config. Call with the folder's lock held (so no other run can fill it in between)."""
+    entries = folder_entries(out)
+    if not resume and entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ConfigError(f"{out} is not empty (holds {shown}): pass --resume to continue the run there from "
+                          "its last checkpoint, or choose another --output")
+    if resume:
+        if not (out / CONFIG_FILE).is_file():
+            raise ConfigError(f"--resume: no run to continue in {out} (no {CONFIG_FILE}); run without --resume "
+                              "to start one")
+        check_resumed_config(cfg, out / CONFIG_FILE)
+
+
+def save_result(out: Path, summary: dict[str, Any]) -> Path:
+    """result.json, replaced atomically: a kill mid-write leaves the previous file or the new one."""
+    return atomic_write_json(out / RESULT_FILE, summary, indent=2, default=str)
+
+
 def run_train_job(cfg: RunConfig, output: Optional[str] = None, address: Optional[str] = None,
-          on_epoch: Optional[Callable[[dict], None]] = None) -> dict[str, Any]:
-    """Run one candidate end to end; returns the summary that `--json` prints."""
-    from cnnsweep.distributed import train as ray_train
+                  on_epoch: Optional[Callable[[dict], None]] = None, resume: bool = False) -> dict[str, Any]:
+    """Run one candidate end to end (with `resume`, continue the run in `output` from its last
+    checkpoint); returns the summary that `--json` prints. The output folder stays locked throughout."""
     from cnnsweep.data import load_dataset
-    from cnnsweep.distributed.cluster import start_ray
 
     out = Path(output) if output else default_output(cfg)
-    save_config(cfg, out / "config.yaml")  # the resolved config, next to the results
-    dataset = load_dataset(cfg.data)  # data errors surface here, before Ray starts
+    with hold_output_lock(out):
+        prepare_output(cfg, out, resume)
+        dataset = load_dataset(cfg.data)  # data errors surface here, before Ray starts (nothing written yet)
+        if not resume:
+            save_config(cfg, out / CONFIG_FILE)  # the resolved config, next to the results
+        summary = _train(cfg, out, address, dataset, on_epoch, resume)
+        save_result(out, summary)
+    return summary
+
+
+def _train(cfg: RunConfig, out: Path, address: Optional[str], dataset: Any,
+           on_epoch: Optional[Callable[[dict], None]], resume: bool) -> dict[str, Any]:
+    from cnnsweep.distributed import train as ray_train
+    from cnnsweep.distributed.cluster import start_ray
+
     start_ray(address)
     stop = threading.Event()
     follower = threading.Thread(target=_follow, args=(out.resolve() / ray_train.HISTORY_FILE,
@@ -45,14 +82,12 @@ def run_train_job(cfg: RunConfig, output: Optional[str] = None, address: Optiona
     start = time.perf_counter()
     follower.start()
     try:
-        outcome = ray_train.run_candidate(cfg, out, dataset)
+        outcome = ray_train.run_candidate(cfg, out, dataset, resume=resume)
     finally:
         stop.set()
         follower.join()
     m = outcome.metrics
-    summary = {"val_acc": m.get(M.VAL_ACC), "val_f1_macro": m.get(M.VAL_F1), "test_acc": m.get(M.TEST_ACC),
-               "checkpoint": outcome.checkpoint, "best_checkpoint": outcome.best_checkpoint,
-               "epochs": int(m.get(M.EPOCH, -1)) + 1, "seconds": round(time.perf_counter() - start, 2),
-               "output": str(Path(outcome.output)), "notes": dataset.notes, "metrics": m}
-    (out / "result.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return {"val_acc": m.get(M.VAL_ACC), "val_f1_macro": m.get(M.VAL_F1), "test_acc": m.get(M.TEST_ACC),
+            "checkpoint": outcome.checkpoint, "best_checkpoint": outcome.best_checkpoint,
+            "epochs": int(m.get(M.EPOCH, -1)) + 1, "seconds": round(time.perf_counter() - start, 2),
+            "output": str(Path(outcome.output)), "notes": dataset.notes, "metrics": m}

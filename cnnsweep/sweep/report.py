@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from cnnsweep.atomic import atomic_write, atomic_write_json, atomic_write_text
 from cnnsweep.sweep.space import SearchConfig, optuna_distributions
 from cnnsweep import metrics as M
 
@@ -173,7 +174,7 @@ def plot_factor_curves(history: pd.DataFrame, values: pd.Series, factor: str, pa
         ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} by {factor}")
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=8, title=factor, title_fontsize=8)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path
 
@@ -219,9 +220,10 @@ def write_reports(records: list[TrialRecord], search: SearchConfig, out_dir: str
     leaderboard = build_leaderboard(records, search)
     history = build_history(records)
     ablation = build_ablation(records, search)
-    leaderboard.to_csv(out / "leaderboard.csv", index=False)
-    history.to_csv(out / "history.csv", index=False)
-    ablation.to_csv(out / "ablation.csv", index=False)
+    # each file is replaced whole (temp + os.replace): a kill mid-write leaves the old report or the new one
+    atomic_write_text(out / "leaderboard.csv", leaderboard.to_csv(index=False))
+    atomic_write_text(out / "history.csv", history.to_csv(index=False))
+    atomic_write_text(out / "ablation.csv", ablation.to_csv(index=False))
     plots = []
     if not history.empty:
         for factor in search.factors:
@@ -230,6 +232,6 @@ def write_reports(records: list[TrialRecord], search: SearchConfig, out_dir: str
     files = ["leaderboard.csv", "history.csv", "ablation.csv"] + [str(Path(p).relative_to(out)) for p in plots]
     importances = param_importances(records, search) if search.algorithm in ("optuna", "random") else {}
     if importances:
-        (out / "importances.json").write_text(json.dumps(importances, indent=2))
+        atomic_write_json(out / "importances.json", importances, indent=2)
         files.append("importances.json")
     return {"leaderboard": leaderboard, "ablation": ablation, "importances": importances, "files": files}

@@ -64,3 +64,29 @@ def test_worker_crash_resumes_from_last_checkpoint(ray_session, tmp_path):
     # checkpoint (a restart from scratch would log epoch 0 twice)
     assert epochs == [0, 1, 2], epochs
     assert load_checkpoint(outcome.checkpoint)["epoch"] == 2
+
+
+def test_train_resume_continues_an_interrupted_run_from_its_last_checkpoint(ray_session, tmp_path):
+    """A run dies at epoch 1 with no retries left; `train -o X` again is refused; `--resume` goes on
+    from epoch 0's checkpoint (the path `cnnsweep train --resume` takes: run_train_job)."""
+    from ray.train import TrainingFailedError
+
+    from cnnsweep.config import ConfigError, save_config
+    from cnnsweep.data import load_dataset
+    from cnnsweep.distributed import train as ray_train
+    from cnnsweep.distributed.train_job import run_train_job
+
+    marker, out = tmp_path / "crashed", tmp_path / "run"
+    cfg = validate_config(TINY | {"train": TINY["train"] | {"epochs": 3, "micro_batch_size": None},
+                                  "scaling": {"num_workers": 1, "max_failures": 0}})
+    save_config(cfg, out / "config.yaml")  # as `cnnsweep train` leaves it
+    with pytest.raises(TrainingFailedError):
+        ray_train.run_candidate(cfg, out, load_dataset(cfg.data), worker_env={ray_train.CRASH_ENV: str(marker)})
+    assert marker.exists(), "the worker never crashed: the test did not test anything"
+    with pytest.raises(ConfigError, match="pass --resume"):
+        run_train_job(cfg, output=str(out))
+    summary = run_train_job(cfg, output=str(out), resume=True)
+    epochs = [int(json.loads(x)["epoch"]) for x in (out / "history.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2], epochs  # from scratch would be [0, 1, 2]
+    assert summary["epochs"] == 3 and load_checkpoint(summary["checkpoint"])["epoch"] == 2
+    assert json.loads((out / "result.json").read_text())["epochs"] == 3

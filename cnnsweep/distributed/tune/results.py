@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
+from cnnsweep.atomic import atomic_write_json
 from cnnsweep.config import ConfigError, RunConfig, apply_overrides, config_to_dict, validate_config
 from cnnsweep.distributed.tune.storage import copy_tree, path_exists, join_path, is_uri
 from cnnsweep.distributed.tune.tuner import SweepPlan
@@ -81,7 +81,7 @@ def summarize_sweep(plan: SweepPlan, records: list[TrialRecord], report_dir: Pat
 
 def save_summary(plan: SweepPlan, summary: dict[str, Any], report_dir: Path) -> None:
     """summary.json next to the report; with a URI output the whole report is uploaded to <output>/report."""
-    (report_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_json(report_dir / "summary.json", summary, indent=2, default=str)  # old file or new, never half
     if is_uri(plan.output):
         copy_tree(str(report_dir.resolve()), join_path(plan.output, "report"))
 

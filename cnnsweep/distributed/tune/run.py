@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from cnnsweep.config import ConfigError, RunConfig, save_config
+from cnnsweep.config import ConfigError, RunConfig, check_resumed_config, save_config
+from cnnsweep.lockfile import folder_entries, hold_output_lock
 from cnnsweep.distributed.tune import progress
 from cnnsweep.distributed.tune.resources import derive_max_concurrent, trial_footprint
 from cnnsweep.distributed.tune.results import collect_records, save_summary, summarize_sweep, report_dir_for
 from cnnsweep.distributed.tune.storage import path_exists, join_path, is_uri, resolve_output
-from cnnsweep.distributed.tune.tuner import SweepPlan, build_trainable, build_tuner, restore_tuner
+from cnnsweep.distributed.tune.tuner import TUNER_STATE, SweepPlan, build_trainable, build_tuner, restore_tuner
 from cnnsweep.sweep.preflight import preflight_sweep
 from cnnsweep.sweep.space import load_search, num_trials
 
@@ -25,10 +26,31 @@ def plan_sweep(cfg: RunConfig, output: str, cluster: dict[str, float]) -> SweepP
                      derive_max_concurrent(search.max_concurrent, cluster, need, num_trials(search)))
 
 
-def _check_fresh(plan: SweepPlan, resume: bool) -> None:
-    if not resume and path_exists(join_path(plan.experiment, "tuner.pkl")):
-        raise ConfigError(f"{plan.output} already holds a sweep: pass --resume to continue it, or choose "
-                          "another --output")
+SWEEP_CONFIG = "sweep.yaml"  # the resolved sweep config, saved when the sweep starts
+
+
+def _check_output(plan: SweepPlan, resume: bool) -> None:
+    """Fresh: the output must hold no sweep (and, when local, nothing at all). --resume: the config must
+    be the one the sweep started with. Call with the output's lock held."""
+    if resume:
+        if not is_uri(plan.output):
+            saved = Path(plan.output) / SWEEP_CONFIG
+            if not saved.is_file():
+                raise ConfigError(f"--resume: no sweep to continue in {plan.output} (no {SWEEP_CONFIG}); run "
+                                  "without --resume to start one")
+            check_resumed_config(plan.cfg, saved)
+        return
+    entries = [] if is_uri(plan.output) else folder_entries(plan.output)
+    if entries or path_exists(join_path(plan.experiment, TUNER_STATE)):
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ConfigError(f"{plan.output} already holds {'a sweep' if not entries else shown}: pass --resume to "
+                          "continue the sweep there, or choose another --output")
+
+
+def _output_lock(output: str) -> contextlib.AbstractContextManager:
+    """An exclusive lock on a local output for the sweep's life; object storage (s3://...) has no
+    locks, so two sweeps on one URI are the user's to avoid."""
+    return contextlib.nullcontext() if is_uri(output) else hold_output_lock(resolve_output(output))
 
 
 def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Optional[str] = None,
@@ -36,17 +58,25 @@ def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Opt
               on_progress: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> dict[str, Any]:
     """Run (or with `resume`, continue) the sweep `cfg.search` describes; returns the summary."""
     from cnnsweep.data import load_dataset
-    from cnnsweep.distributed.cluster import start_ray
 
     # config errors, and model branches that cannot run (no weights offline), before anything slow starts
     cfg, dropped = preflight_sweep(cfg)
     for note in dropped:
         print(f"warning: {note}", file=sys.stderr)
     dataset = load_dataset(cfg.data)  # data errors too, before Ray starts
+    with _output_lock(output):
+        return _run_locked(cfg, output, resume, address, report_dir, on_progress, dataset, notes=dropped)
+
+
+def _run_locked(cfg: RunConfig, output: str, resume: bool, address: Optional[str], report_dir: Optional[str],
+                on_progress: Optional[Callable[[list[dict[str, Any]]], None]], dataset: Any, *,
+                notes: list[str]) -> dict[str, Any]:
+    from cnnsweep.distributed.cluster import start_ray
+
     plan = plan_sweep(cfg, output, start_ray(address))  # Ray: connect (or start a private instance)
-    _check_fresh(plan, resume)
-    if not is_uri(plan.output):
-        save_config(cfg, Path(plan.output) / "sweep.yaml")
+    _check_output(plan, resume)
+    if not resume and not is_uri(plan.output):
+        save_config(cfg, Path(plan.output) / SWEEP_CONFIG)
     trainable = build_trainable(plan, dataset)
     tuner = restore_tuner(plan, trainable) if resume else build_tuner(plan, trainable)
     start = time.perf_counter()
@@ -58,7 +88,7 @@ def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Opt
         progress.set_progress_sink(None)
     reports = report_dir_for(plan.output, report_dir)
     summary = summarize_sweep(plan, collect_records(results, cfg), reports)
-    summary |= {"seconds": round(time.perf_counter() - start, 1), "notes": dropped + list(dataset.notes)}
+    summary |= {"seconds": round(time.perf_counter() - start, 1), "notes": notes + list(dataset.notes)}
     _export_best(plan, summary)
     save_summary(plan, summary, reports)  # leaderboard + summary first: the analysis reads them
     if _analyze_result(plan, summary, reports):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cnnsweep.atomic import atomic_dir
 from cnnsweep.config import ConfigError, apply_overrides
 
 
@@ -27,15 +28,18 @@ def path_exists(path: str) -> bool:
 
 
 def copy_tree(src: str, dst: str) -> None:
-    """Copy a folder between local paths and/or URIs (the best checkpoint, reports to s3://...)."""
+    """Copy a folder between local paths and/or URIs (the best checkpoint, reports to s3://...).
+
+    A local `dst` is replaced whole: the copy is built in a temp folder beside it and swapped in, so
+    a kill or a full disk mid-copy leaves the previous folder (e.g. the last sweep's `best/`), never a
+    half one. Object storage has no folder rename: a URI `dst` is overwritten file by file."""
     import pyarrow.fs
 
-    if not is_uri(dst):
-        import shutil
-
-        shutil.rmtree(dst, ignore_errors=True)
-        Path(dst).mkdir(parents=True, exist_ok=True)
-    pyarrow.fs.copy_files(src, dst)
+    if is_uri(dst):
+        pyarrow.fs.copy_files(src, dst)
+        return
+    with atomic_dir(dst) as tmp:
+        pyarrow.fs.copy_files(src, str(tmp))
 
 
 def resolve_output(output: str) -> str:

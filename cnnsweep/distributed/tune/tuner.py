@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,13 +13,20 @@ from ray.tune.logger import TBXLoggerCallback
 from cnnsweep.config import ConfigError, RunConfig, config_to_dict
 from cnnsweep.data import dataset_key
 from cnnsweep.distributed.tune.constants import (EXPERIMENT, SYNC_PERIOD_LOCAL_S, SYNC_PERIOD_URI_S, TRAIN_RUNS,
-                                                 TRIAL_DRIVER_RESOURCES)
+                                                 TRIAL_DRIVER_RESOURCES, TRIAL_MAX_FAILURES)
 from cnnsweep.distributed.tune.progress import SweepProgress
 from cnnsweep.distributed.tune.resources import ReleaseStoppedTrials
 from cnnsweep.distributed.tune.search import build_trial_scheduler, build_search_alg, max_epochs
 from cnnsweep.distributed.tune.storage import absolute_data_root, join_path, is_uri
 from cnnsweep.distributed.tune.trial import TrialContext, run_trial, trial_dirname
 from cnnsweep.sweep.space import SearchConfig
+
+TUNER_STATE = "tuner.pkl"  # Tune's pickled experiment state (Tuner.__init__ writes it, not atomically)
+# What unpickling a cut-short, garbled or foreign tuner.pkl raises (measured: an empty file -> EOFError,
+# a truncated one -> UnpicklingError; a pickle from another Ray/cnnsweep version names classes or
+# fields that are gone -> AttributeError/ImportError/TypeError); Tune's own checks raise ValueError.
+UNREADABLE_STATE = (EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, KeyError,
+                    TypeError, ValueError)
 
 
 @dataclass
@@ -57,7 +65,7 @@ def build_tuner(plan: SweepPlan, trainable: Any) -> tune.Tuner:
         sync_config=tune.SyncConfig(sync_period=SYNC_PERIOD_URI_S if is_uri(plan.output) else SYNC_PERIOD_LOCAL_S),
         callbacks=[SweepProgress(plan.search.metric, plan.search.mode), ReleaseStoppedTrials(),
                    TBXLoggerCallback()],
-        failure_config=tune.FailureConfig(max_failures=0))  # worker crashes are Ray Train's (scaling.max_failures)
+        failure_config=tune.FailureConfig(max_failures=TRIAL_MAX_FAILURES))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
@@ -67,5 +75,12 @@ def restore_tuner(plan: SweepPlan, trainable: Any) -> tune.Tuner:
         raise ConfigError(f"--resume: no sweep to continue in {plan.output} (no {EXPERIMENT}/ experiment "
                           "state there); run without --resume to start one")
     _, param_space = build_search_alg(plan.search, config_to_dict(plan.cfg), plan.max_concurrent)
-    return tune.Tuner.restore(plan.experiment, trainable=trainable, param_space=param_space or None,  # Ray
-                              resume_unfinished=True, restart_errored=True)
+    try:
+        # Ray: unpickles <output>/tune/tuner.pkl. Loading a pickle can run any code it names, which is
+        # why docs/sweeps.md says to resume only from a folder you trust (one your own sweep wrote).
+        return tune.Tuner.restore(plan.experiment, trainable=trainable, param_space=param_space or None,
+                                  resume_unfinished=True, restart_errored=True)
+    except UNREADABLE_STATE as err:
+        raise ConfigError(f"--resume: cannot read the sweep state {join_path(plan.experiment, TUNER_STATE)} "
+                          f"({type(err).__name__}: {err}); it is truncated or corrupt, or was written by another "
+                          "Ray version: start afresh in another --output") from None
