@@ -76,12 +76,34 @@ def check_timm(model_name: str, pretrained: bool = False, weights: Optional[str]
     return None if problem is None else f"weights not in the Hugging Face cache and the hub is unreachable ({problem}): {fix}"
 
 
+PRETRAINED_MIN_FRACTION = 0.25  # below 1/4 of the pretraining side, pretrained filters see mostly blur
+
+
+def check_input_size(model: nn.Module, model_name: str, image_size: int, *, pretrained: bool) -> None:
+    """Backbones with a minimum or fixed input size: a clear error naming `data.image_size` instead of a
+    shape error deep in the forward pass; a warning when pretrained weights meet far smaller images than
+    they were trained on (GTSRB's 32x32 vs ImageNet's 224x224: resize with `data.image_size`)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    side = (cfg.get("input_size") or (3, image_size, image_size))[-1]
+    minimum = (cfg.get("min_input_size") or (3, 1, 1))[-1]
+    if image_size < minimum:
+        raise ModelError(f"timm/{model_name} needs inputs of at least {minimum}x{minimum}; set "
+                         f"data.image_size: {minimum} (or more; images are resized in preprocessing)")
+    if cfg.get("fixed_input_size") and pretrained and image_size != side:
+        raise ModelError(f"timm/{model_name}'s pretrained weights need {side}x{side} inputs; set data.image_size: {side}")
+    if pretrained and image_size < PRETRAINED_MIN_FRACTION * side:
+        log.warning("timm/%s was pretrained at %dx%d but sees %dx%d images: consider data.image_size: %d "
+                    "(preprocessing resizes; slower per image)", model_name, side, side, image_size, image_size,
+                    side // 2)
+
+
 @register_model("timm/", check=check_timm)
 def create_timm_model(model_name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
                       pretrained: bool = False, weights: Optional[str] = None,
                       **kwargs: Any) -> nn.Module:
     """A timm model; with `pretrained` (or a `weights` file) its backbone weights are loaded (see above)."""
     model = _create_timm(model_name, num_classes, in_channels, image_size, **kwargs)
+    check_input_size(model, model_name, image_size, pretrained=bool(pretrained or weights))
     if pretrained or weights:
         report = load_weights(model, _pretrained_path(model, model_name, weights))
         log.info("timm/%s: loaded %d tensors from %s; head re-initialised: %s; input conv adapted: %s",

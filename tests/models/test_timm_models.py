@@ -181,3 +181,25 @@ def test_bad_weight_paths(tmp_path, name, match):
     (tmp_path / "w.npz").write_bytes(b"x")
     with pytest.raises(ModelError, match=match):
         load_weights(create_model(f"timm/{ARCH}", 5), tmp_path / name)
+
+
+def test_input_size_checks_name_data_image_size(caplog):
+    import torch.nn as nn
+
+    from cnnsweep.models import ModelError
+    from cnnsweep.models.timm_models import check_input_size
+
+    net = nn.Identity()
+    net.pretrained_cfg = {"input_size": (3, 224, 224), "min_input_size": (3, 64, 64)}
+    with pytest.raises(ModelError, match="at least 64x64; set data.image_size: 64"):
+        check_input_size(net, "x", 32, pretrained=False)
+    check_input_size(net, "x", 64, pretrained=False)  # no warning without pretrained weights
+    assert "consider data.image_size" not in caplog.text
+    check_input_size(nn.Identity(), "y", 32, pretrained=True)  # no pretrained_cfg: nothing to check
+    net.pretrained_cfg = {"input_size": (3, 224, 224)}
+    with caplog.at_level("WARNING"):
+        check_input_size(net, "x", 32, pretrained=True)
+    assert "pretrained at 224x224 but sees 32x32" in caplog.text
+    net.pretrained_cfg = {"input_size": (3, 224, 224), "fixed_input_size": True}
+    with pytest.raises(ModelError, match="need 224x224 inputs; set data.image_size: 224"):
+        check_input_size(net, "vit", 32, pretrained=True)
