@@ -4,8 +4,7 @@ atlas, checked against an independent recomputation from the saved per-trial pre
 The sweep folder is written by the sweep's own writers (cnnsweep.distributed.tune.results.summarize_sweep /
 save_summary, which call cnnsweep.sweep.report.write_reports) from three real tiny trainings on digits with
 the plain engine, laid out as Ray leaves them (train/trial_<id>/.../checkpoint.pt, history rows carrying
-`checkpoint_path`), so no Ray cluster is needed. One trial id is all digits ("00000") to catch a CSV
-reader turning ids into numbers (pandas reads "00000" as 0, and the ablation would lose that trial).
+`checkpoint_path`, trial ids in Ray's "<5 hex>_<index>" form), so no Ray cluster is needed.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from cnnsweep.sweep.space import load_search
 pytestmark = pytest.mark.slow
 
 SPACE = {"model.width": {"choice": [4, 8]}, "train.lr": {"choice": [3e-3, 1e-2]}}
-TRIALS = {"00000": {"model.width": 8, "train.lr": 3e-3},
+TRIALS = {"12345_00000": {"model.width": 8, "train.lr": 3e-3},
           "a1b2c_00001": {"model.width": 4, "train.lr": 3e-3},
           "a1b2c_00002": {"model.width": 8, "train.lr": 1e-2}}
 TOP = 2
