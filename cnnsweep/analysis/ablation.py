@@ -72,6 +72,14 @@ def _curve_arrays(history: pd.DataFrame, ids: list[str]) -> dict[str, np.ndarray
     return out
 
 
+def _mean_curves(arrays: dict[str, np.ndarray]) -> dict[str, list[Optional[float]]]:
+    """The figure's lines: per metric, the mean over the value's trials per epoch (None: no trial got there)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN epoch
+        return {m: [None if np.isnan(x) else round(float(x), 6) for x in np.nanmean(a, axis=0)]
+                for m, a in arrays.items()}
+
+
 def _class_changes(recall: np.ndarray, ref: np.ndarray, class_names: list[str]) -> dict[str, Any]:
     delta = recall - ref
     order = np.argsort(delta, kind="stable")
@@ -108,8 +116,9 @@ def factor_effect(factor: str, values: pd.Series, preds: dict[str, Predictions],
             row |= {"delta_accuracy_vs_reference": float(acc.mean() - np.mean(
                 [(preds[t].pred == preds[t].labels).mean() for t in values[values == ref].index])),
                     "classes": _class_changes(recall, ref_recall, class_names)}
-        rows.append(row)
         series[str(value)] = _curve_arrays(history, ids)
+        row["curves"] = _mean_curves(series[str(value)])
+        rows.append(row)
     name = "ablation_" + "".join(c if c.isalnum() or c in "._-" else "_" for c in factor) + ".png"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an epoch no trial of a value reached
@@ -120,9 +129,10 @@ def factor_effect(factor: str, values: pd.Series, preds: dict[str, Predictions],
 def ablation_report(sweep_dir: Path, preds: dict[str, Predictions], class_names: list[str],
                     out: Path) -> dict[str, Any]:
     """{"factors": [...], "metric": split accuracy per trial}: one entry per factor with >= 2 values."""
-    board = pd.read_csv(sweep_dir / "leaderboard.csv")
+    ids = {"trial_id": str}  # an all-digit id ("00001") must not become the number 1: it keys the predictions
+    board = pd.read_csv(sweep_dir / "leaderboard.csv", dtype=ids)
     hist_file = sweep_dir / "history.csv"
-    history = pd.read_csv(hist_file) if hist_file.is_file() else pd.DataFrame(columns=["trial_id", "epoch"])
+    history = pd.read_csv(hist_file, dtype=ids) if hist_file.is_file() else pd.DataFrame(columns=["trial_id", "epoch"])
     records = records_from_leaderboard(board)
     factors = []
     for factor in sweep_factors(sweep_dir, board):
