@@ -1,10 +1,28 @@
-"""`cnnsweep serve` argument errors: caught before Ray starts, exit 2 with a message."""
+"""`cnnsweep serve`: argument errors caught before Ray starts (exit 2 with a message), and a real
+server process that shuts down cleanly (exit 0) on SIGTERM and Ctrl-C."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import torch
 from typer.testing import CliRunner
 
 from cnnsweep.cli import app
+from cnnsweep.config import ModelConfig
+from cnnsweep.export import OnnxModelInfo, export_onnx
+from cnnsweep.models import build_model
+from cnnsweep.transforms import Preprocess
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_serve_missing_model_file_exits_2(tmp_path):
@@ -22,3 +40,49 @@ def test_serve_rejects_a_file_that_is_not_a_cnnsweep_export(tmp_path):
     junk.write_bytes(b"not a protobuf")
     result = CliRunner().invoke(app, ["serve", str(junk)])
     assert result.exit_code == 2 and "cannot load" in result.output
+
+
+# ---------------------------------------------------------------------------- a real server process
+
+def _tiny_onnx(folder: Path) -> Path:
+    """An (untrained) exported model: the shutdown path does not care about accuracy."""
+    torch.manual_seed(0)
+    pre = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8, mean=(0.5,), std=(0.2,))
+    model = build_model(ModelConfig(num_stages=1, width=4, convs_per_stage=1), 3, 1, 8).eval()
+    return export_onnx(model, OnnxModelInfo(["a", "b", "c"], pre), folder / "tiny.onnx")
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f"{url}/v2/health/ready", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:  # not listening yet, or too busy starting to answer
+            pass
+        time.sleep(1)
+    proc.kill()
+    pytest.fail(f"server not ready after {seconds} s (rc {proc.poll()}): {proc.communicate()[1][-2000:]}")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_serve_process_exits_0_on_sigterm_and_ctrl_c(tmp_path, sig):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
+    proc = subprocess.Popen([sys.executable, "-c", "from cnnsweep.cli import app; app()", "serve",
+                             str(_tiny_onnx(tmp_path)), "--port", str(port), "--cpus-per-replica", "0.5"],
+                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_ready(proc, f"http://127.0.0.1:{port}", 180)
+    proc.send_signal(sig)
+    try:
+        _, stderr = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("server still running 90 s after the signal")
+    assert proc.returncode == 0, stderr[-3000:]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=2)

@@ -1,15 +1,26 @@
-"""`cnnsweep serve`: start Ray Serve on this machine (or a cluster) and block until Ctrl-C."""
+"""`cnnsweep serve`: start Ray Serve on this machine (or a cluster) and block until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
-import time
+import os
+import signal
+import threading
 from typing import Callable, Optional
 
+import ray
 from ray import serve
 
 from cnnsweep.distributed.serve.deployment import APP_NAME, build_app
 from cnnsweep.serving.model import load_served_model
 from cnnsweep.serving.settings import ServeSettings
+
+# The whole request, proxy to answer, seconds (then 408): a stuck replica or a client that never
+# finishes cannot hold a slot longer; the per-read deadline (ServeSettings.read_timeout_s) is shorter.
+REQUEST_TIMEOUT_S = 30.0
+# Ray reads this in each proxy process (inherited from the driver when ray.init starts a local
+# instance); on a cluster, set it in the nodes' environment (serve/rayservice.yaml does).
+PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+PROXY_CALLBACK = "cnnsweep.serving.proxy_errors:proxy_middlewares"
 
 
 def check_models(settings: ServeSettings) -> dict[str, str]:
@@ -17,29 +28,65 @@ def check_models(settings: ServeSettings) -> dict[str, str]:
     return {m.served_name: load_served_model(m, num_threads=1, device="cpu").info.precision for m in settings.models}
 
 
-def start_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
-                 address: Optional[str] = None, route_prefix: str = "/", app_name: str = APP_NAME) -> str:
-    """Deploy the models and return the base URL (non-blocking)."""
+def _start_ray(address: Optional[str]) -> None:
     from cnnsweep.distributed.cluster import start_ray
 
-    if address is None:  # on a remote cluster the paths are the replicas' business, not this machine's
-        check_models(settings)
+    # The proxy's own 503/408/404 answers become {"error": ...} JSON (Ray 2.60 removed
+    # http_options.middlewares; this callback is the remaining way into the proxy).
+    os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
     start_ray(address)
+
+
+def start_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
+                 address: Optional[str] = None, route_prefix: str = "/", app_name: str = APP_NAME,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S, check: bool = True) -> str:
+    """Deploy the models and return the base URL (non-blocking)."""
+    if check and address is None:  # on a remote cluster the paths are the replicas' business, not this machine's
+        check_models(settings)
+    _start_ray(address)
     # Ray: the HTTP proxy binds here (127.0.0.1 unless told otherwise: the API has no auth).
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(http_options={"host": host, "port": port, "request_timeout_s": request_timeout_s})
     serve.run(build_app(settings), name=app_name, route_prefix=route_prefix, blocking=False)  # Ray
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return f"http://{shown}:{port}{route_prefix.rstrip('/')}"
 
 
-def serve_forever(settings: ServeSettings, on_ready: Callable[[str], None] = print, **kwargs) -> None:
-    """start_server, then block until Ctrl-C; shuts Serve down on the way out."""
-    url = start_server(settings, **kwargs)
-    on_ready(url)
+def _on_signals(stop: threading.Event, serving: threading.Event) -> None:
+    """SIGTERM and SIGINT: while starting, interrupt (KeyboardInterrupt); once serving, set `stop`.
+    Installed after ray.init, whose own (C++) SIGTERM handler aborts the process (SIGABRT, rc -6)."""
+    def handle(signum, frame):
+        first = not stop.is_set()
+        stop.set()
+        if first and not serving.is_set():
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
+
+
+def serve_forever(settings: ServeSettings, on_ready: Callable[[str], None] = print,
+                  address: Optional[str] = None, **kwargs) -> None:
+    """start_server, then block until Ctrl-C or SIGTERM; shuts Serve and Ray down on the way out."""
+    from cnnsweep.distributed.cluster import stop_ray
+
+    stop, serving = threading.Event(), threading.Event()
     try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
+        if address is None:
+            check_models(settings)  # a bad file: a clear error before Ray starts
+        _start_ray(address)
+        _on_signals(stop, serving)
+        url = start_server(settings, address=address, check=False, **kwargs)
+        serving.set()
+        on_ready(url)
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:  # a signal while still starting
         pass
     finally:
-        serve.shutdown()  # Ray
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the teardown
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if ray.is_initialized():  # not when a bad model file stopped us before Ray started
+            serve.shutdown()  # Ray
+        stop_ray()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
