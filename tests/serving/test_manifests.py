@@ -12,8 +12,8 @@ from cnnsweep.serving.settings import MiB, build_settings
 SERVE = Path(__file__).resolve().parents[2] / "serve"
 RAY_PORTS = {6379, 8265, 10001}  # GCS, dashboard (job API), Ray client: each runs code for a caller
 # Ray worker + ONNX Runtime + torch (imported for preprocessing) + the model, before any request;
-# an allowance (the measured replica RSS is in BENCHMARKS.md, serving section).
-REPLICA_BASELINE_BYTES = 800 * MiB
+# a replica measured 912 MiB RSS under load here (BENCHMARKS.md, issue 7 section); 1 GiB allowed.
+REPLICA_BASELINE_BYTES = 1024 * MiB
 
 
 def _docs() -> list[dict]:
