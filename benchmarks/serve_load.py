@@ -6,7 +6,8 @@
 
 Requests are real GTSRB validation images: `--mode predict` POSTs one PNG per request to /predict
 (what a `curl` user does); `--mode infer` POSTs OIP v2 binary UINT8 tensors of `--images-per-request`
-raw images to /infer. Each level is bounded by `--requests` and `--seconds`. The load generator runs
+raw images to /infer. `--direct-ingress` sends them to the replicas' own ports, round-robin, skipping
+Ray's HTTP proxy. Each level is bounded by `--requests` and `--seconds`. The load generator runs
 on the same cores as the server (say so when quoting the numbers).
 """
 
@@ -50,20 +51,52 @@ def infer_bodies(images: np.ndarray, per_request: int) -> list[tuple[bytes, int]
     return out
 
 
-async def run_level(url: str, bodies: list, mode: str, concurrency: int, max_requests: int, seconds: float) -> dict:
+def _request(body, mode: str) -> tuple[bytes, dict]:
+    if mode == "predict":
+        return body, {"Content-Type": "image/png"}
+    return body[0], {"Inference-Header-Content-Length": str(body[1]), "Content-Type": "application/octet-stream"}
+
+
+async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, seconds: float) -> dict:
+    """Requests arriving at a fixed `rate` per second (open loop, like independent users), for the
+    latency at a given fraction of the saturation throughput."""
+    latencies, codes = [], Counter()
+
+    async def one(session: aiohttp.ClientSession, i: int) -> None:
+        data, headers = _request(bodies[i % len(bodies)], mode)
+        t = time.perf_counter()
+        try:
+            async with session.post(urls[i % len(urls)], data=data, headers=headers) as r:
+                await r.read()
+                codes[r.status] += 1
+        except aiohttp.ClientError as err:
+            codes[type(err).__name__] += 1
+            return
+        latencies.append(time.perf_counter() - t)
+
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512), timeout=timeout) as s:
+        start, tasks, n = time.perf_counter(), [], int(rate * seconds)
+        for i in range(n):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            tasks.append(asyncio.ensure_future(one(s, i)))
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - start
+    out = summarize(latencies, codes, wall, 0)
+    out["offered_per_s"] = rate
+    return out
+
+
+async def run_level(urls: list[str], bodies: list, mode: str, concurrency: int, max_requests: int, seconds: float) -> dict:
     latencies, codes, sent = [], Counter(), 0
     deadline = time.perf_counter() + seconds
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal sent
         while sent < max_requests and time.perf_counter() < deadline:
-            body = bodies[sent % len(bodies)]
+            data, headers = _request(bodies[sent % len(bodies)], mode)
+            url = urls[sent % len(urls)]  # direct ingress: the client spreads requests over the replicas
             sent += 1
-            if mode == "predict":
-                data, headers = body, {"Content-Type": "image/png"}
-            else:
-                data, headers = body[0], {"Inference-Header-Content-Length": str(body[1]),
-                                          "Content-Type": "application/octet-stream"}
             t = time.perf_counter()
             try:
                 async with session.post(url, data=data, headers=headers) as r:
@@ -104,15 +137,17 @@ def in_process_ort(session, x: np.ndarray, batch: int, seconds: float = 2.0) -> 
     return n / (time.perf_counter() - start)
 
 
-def start_local_server(onnx_path: str, args) -> str:
+def start_local_server(onnx_path: str, args) -> list[str]:
     from cnnsweep.serving import build_settings
-    from cnnsweep.distributed.serve import start_server
+    from cnnsweep.distributed.serve import replica_urls, start_server
 
     settings = build_settings({"models": [{"path": onnx_path, "name": args.model}],
                                "max_batch_size": args.max_batch_size, "num_cpus": args.cpus_per_replica,
-                               "max_ongoing_requests": max(256, 4 * args.max_batch_size),
+                               "num_replicas": args.replicas, "batch_wait_timeout_s": args.batch_wait_ms / 1000,
+                               "max_ongoing_requests": args.max_ongoing or max(64, 2 * args.max_batch_size),
                                "max_queued_requests": args.max_queued})
-    return start_server(settings, port=args.port)
+    base = start_server(settings, port=args.port, direct_ingress=args.direct_ingress)
+    return replica_urls(args.port) if args.direct_ingress else [base]
 
 
 def parse_args():
@@ -130,25 +165,37 @@ def parse_args():
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--cpus-per-replica", type=float, default=2)
     p.add_argument("--max-queued", type=int, default=512)
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--max-ongoing", type=int, default=None, help="per replica [max(64, 2 x batch)]")
+    p.add_argument("--batch-wait-ms", type=float, default=2.0)
+    p.add_argument("--same-thread", action="store_true", help="RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0 "
+                   "(user code on the replica's own event loop: one thread hop less per request)")
+    p.add_argument("--direct-ingress", action="store_true", help="RAY_SERVE_ENABLE_DIRECT_INGRESS=1: each "
+                   "replica serves HTTP itself (no proxy hop); requests go round-robin to the replicas' ports")
+    p.add_argument("--open-loop-fraction", type=float, default=0.8, help="then a fixed-rate level at this "
+                   "fraction of the best throughput measured (0 = skip)")
     return p.parse_args()
 
 
 def main() -> None:
     args = parse_args()
+    if args.same_thread:  # read by the replicas, which inherit the driver's environment on a local start
+        os.environ["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] = "0"
     report = ensure_model(args.data, args.model_dir)
     info = read_metadata(report["onnx"])
     valid = load_dataset(validate_data(info.config["data"], args.data)).valid.images[:512]
     x = info.preprocess(valid).numpy()
     threads = max(1, int(args.cpus_per_replica))
     session = create_session(report["onnx"], num_threads=threads, device="cpu")
-    base = args.url or start_local_server(report["onnx"], args)
-    url = f"{base}/v2/models/{args.model}/{args.mode}"
+    bases = [args.url] if args.url else start_local_server(report["onnx"], args)
+    urls = [f"{base}/v2/models/{args.model}/{args.mode}" for base in bases]
+    print(f"endpoints: {urls}", flush=True)
     raw = valid.numpy()
     bodies = png_bodies(raw) if args.mode == "predict" else infer_bodies(raw, args.images_per_request)
     per_request = 1 if args.mode == "predict" else args.images_per_request
     levels = []
     for c in args.concurrency:
-        level = asyncio.run(run_level(url, bodies, args.mode, c, args.requests, args.seconds))
+        level = asyncio.run(run_level(urls, bodies, args.mode, c, args.requests, args.seconds))
         level["images_per_s"] = level["requests_per_s"] * per_request
         # The baseline is measured right after each level: on a shared machine the background load
         # drifts within minutes, and a ratio is only meaningful between numbers taken together.
@@ -158,7 +205,18 @@ def main() -> None:
         level["loadavg"] = os.getloadavg()[0]
         levels.append(level)
         print(format_level(level), flush=True)
-    print(json.dumps({"mode": args.mode, "images_per_request": per_request, "cpu_count": os.cpu_count(),
+    open_loop = None
+    if args.open_loop_fraction > 0:
+        best = max(levels, key=lambda r: r["images_per_s"])
+        open_loop = asyncio.run(run_open_loop(urls, bodies, args.mode, args.open_loop_fraction * best["requests_per_s"],
+                                              args.seconds))
+        open_loop["loadavg"] = os.getloadavg()[0]
+        print(f"open loop at {args.open_loop_fraction:.0%} of {best['requests_per_s']:.0f} req/s: "
+              f"{open_loop['requests_per_s']:.1f} req/s  p50 {open_loop['p50_ms']:.1f} ms  p99 {open_loop['p99_ms']:.1f} ms"
+              f"  errors {open_loop['errors'] or '-'}  load {open_loop['loadavg']:.1f}", flush=True)
+    print(json.dumps({"open_loop": open_loop, "replicas": args.replicas, "same_thread": args.same_thread,
+                      "direct_ingress": args.direct_ingress,
+                      "mode": args.mode, "images_per_request": per_request, "cpu_count": os.cpu_count(),
                       "replica_threads": threads, "max_batch_size": args.max_batch_size, "levels": levels}))
 
 

@@ -17,8 +17,13 @@ def _specs(models: List[str], names: Optional[List[str]]) -> list[dict]:
     return [{"path": m, "name": n} for m, n in zip(models, names or [None] * len(models))]
 
 
-def _ready_message(url: str, names: list[str]) -> None:
+def _ready_message(url: str, names: list[str], port: int, direct_ingress: bool) -> None:
     err.print(f"[bold green]serving[/] {', '.join(names)} at {url}  (Ctrl-C to stop)", highlight=False)
+    if direct_ingress:  # each replica on its own port; clients spread their requests over them
+        from cnnsweep.distributed.serve import replica_urls
+
+        err.print(f"  direct ingress, one URL per replica: {' '.join(replica_urls(port))}", highlight=False,
+                  soft_wrap=True)
     err.print(f"  curl -F file=@img.png {url}/v2/models/{names[0]}/predict", highlight=False, soft_wrap=True)
     err.print(f"  API docs: {url}/docs", highlight=False)
 
@@ -39,22 +44,29 @@ def serve_cmd(
                                            "(= ONNX Runtime threads)"),
     gpus_per_replica: float = typer.Option(0.0, "--gpus-per-replica", help="> 0 runs on CUDA "
                                            "(needs onnxruntime-gpu)"),
-    max_body_mb: float = typer.Option(8.0, "--max-body-mb", help="request body limit, MiB (413 above)"),
+    max_body_mb: float = typer.Option(2.0, "--max-body-mb", help="request body limit, MiB (413 above)"),
+    request_timeout_s: float = typer.Option(30.0, "--request-timeout-s", help="whole-request deadline, "
+                                            "seconds (408 above)"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address [RAY_ADDRESS or local]"),
+    direct_ingress: bool = typer.Option(False, "--direct-ingress", help="each replica serves HTTP on its own "
+                                        "port (30000-31000, printed at start) without Ray's proxy: 2.3-3x the "
+                                        "single-image throughput on 2 cores (BENCHMARKS.md); no load "
+                                        "balancing across replicas"),
 ) -> None:
-    """Serve models over HTTP with Ray Serve (Open Inference Protocol v2 + image upload); blocks until Ctrl-C."""
+    """Serve models over HTTP with Ray Serve (Open Inference Protocol v2 + image upload); blocks until
+    Ctrl-C or SIGTERM, then shuts down cleanly (exit 0)."""
     from cnnsweep.distributed.serve import serve_forever
     from cnnsweep.serving import ServeConfigError, build_settings
 
     try:
         settings = build_settings({
             "models": _specs(models, name), "num_replicas": replicas, "max_batch_size": max_batch_size,
-            "max_ongoing_requests": max(128, 4 * max_batch_size), "batch_wait_timeout_s": batch_wait_ms / 1000,
+            "max_ongoing_requests": max(64, 2 * max_batch_size), "batch_wait_timeout_s": batch_wait_ms / 1000,
             "num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica,
             "max_body_bytes": int(max_body_mb * 1024 * 1024)})
         names = [m.served_name for m in settings.models]
-        serve_forever(settings, on_ready=lambda url: _ready_message(url, names), host=host, port=port,
-                      address=address)
+        serve_forever(settings, on_ready=lambda url: _ready_message(url, names, port, direct_ingress), host=host,
+                      port=port, address=address, request_timeout_s=request_timeout_s, direct_ingress=direct_ingress)
     except ServeConfigError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(USAGE_EXIT) from None

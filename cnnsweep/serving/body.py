@@ -1,23 +1,27 @@
-"""Reading request bodies defensively: a size cap (413) and JSON with a nesting limit (400).
+"""Reading request bodies defensively: a size cap (413), a per-read deadline (408) and JSON with a
+nesting limit (400).
 
 FastAPI's own body parsing reads everything into memory first and hands nested JSON to a
-recursive decoder; here the cap is enforced while streaming, and nesting is measured on the raw
-bytes before any decoder recurses.
+recursive decoder; here the cap is enforced while streaming, each read must arrive within a deadline
+(a client trickling bytes cannot hold a request slot), and nesting is measured on the raw bytes
+before any decoder recurses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import numpy as np
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from cnnsweep.serving.errors import HttpError, bad_request
 
 _DEPTH_STEP = np.zeros(256, np.int8)  # byte -> +1 for [ and {, -1 for ] and }, 0 otherwise
 _DEPTH_STEP[list(b"[{")] = 1
 _DEPTH_STEP[list(b"]}")] = -1
+_QUOTE = ord('"')
 
 
 def _declared_length(request: Request) -> int | None:
@@ -29,30 +33,56 @@ def _declared_length(request: Request) -> int | None:
     return int(text)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, or 413 as soon as it is known to exceed `limit` bytes (before reading it all)."""
+async def _next_chunk(stream, read_timeout_s: float) -> bytes | None:
+    """The next body chunk, None at the end; 408 if the client sends nothing for `read_timeout_s`."""
+    try:
+        return await asyncio.wait_for(stream.__anext__(), read_timeout_s)
+    except StopAsyncIteration:
+        return None
+    except asyncio.TimeoutError:
+        raise HttpError(408, f"no body data for {read_timeout_s:g} s: send the request body promptly") from None
+    except ClientDisconnect:
+        raise HttpError(400, "client disconnected before sending the whole body") from None
+
+
+async def read_body(request: Request, limit: int, read_timeout_s: float = 10.0) -> bytes:
+    """The whole body, or 413 as soon as it is known to exceed `limit` bytes (before reading it all),
+    or 408 when one read waits longer than `read_timeout_s` seconds."""
     declared = _declared_length(request)
     if declared is not None and declared > limit:
         raise HttpError(413, f"request body is {declared:,} bytes; the limit is {limit:,}")
     encoding = request.headers.get("content-encoding", "identity").lower()
     if encoding not in ("identity", ""):
         raise HttpError(415, f"Content-Encoding {encoding!r} is not supported; send the body uncompressed")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, stream = [], 0, request.stream()
+    while (chunk := await _next_chunk(stream, read_timeout_s)) is not None:
         size += len(chunk)
         if size > limit:
             raise HttpError(413, f"request body is over the limit of {limit:,} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one chunk (the usual case): no copy
     if not body:
         raise bad_request("request body is empty")
     return body
 
 
+def _outside_strings(data: bytes) -> np.ndarray:
+    """uint8 view of `data` with every byte inside a JSON string (quotes included) zeroed.
+
+    Escapes first: `\\\\` and `\\"` can never open or close a string, so they are blanked (left to right,
+    as a JSON decoder reads them); every quote left toggles in/out of a string."""
+    raw = np.frombuffer(data.replace(b"\\\\", b"  ").replace(b'\\"', b"  "), np.uint8)
+    quotes = raw == _QUOTE
+    inside = (np.cumsum(quotes, dtype=np.int64) & 1).astype(bool) | quotes  # open quote .. before close
+    return np.where(inside, 0, raw).astype(np.uint8)
+
+
 def json_depth(data: bytes) -> int:
-    """Deepest [ / { nesting in `data` (brackets inside strings count too: a safe over-estimate)."""
-    steps = _DEPTH_STEP[np.frombuffer(data, np.uint8)]
-    return int(steps.cumsum(dtype=np.int32).max(initial=0)) if len(steps) else 0
+    """Deepest [ / { nesting in `data`, ignoring brackets inside strings (so `"]"` cannot hide depth)."""
+    if not data:
+        return 0
+    steps = _DEPTH_STEP[_outside_strings(data)]
+    return int(steps.cumsum(dtype=np.int32).max(initial=0))
 
 
 def parse_json(data: bytes, max_depth: int) -> Any:

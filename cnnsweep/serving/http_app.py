@@ -7,6 +7,7 @@ answered as a 4xx `{"error": "..."}`; nothing a client sends reaches a 5xx.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Optional, Protocol
 
@@ -84,7 +85,7 @@ async def read_upload(request: Request, settings: ServeSettings) -> bytes:
     if media != "multipart/form-data" and media not in IMAGE_CONTENT_TYPES | {""}:
         raise HttpError(415, f"Content-Type {media!r} is not an image upload: send multipart/form-data "
                              f"(curl -F file=@img.png) or a raw image/png, image/jpeg or PPM body")
-    body = await read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes, settings.read_timeout_s)
     if media != "multipart/form-data":
         return body
 
@@ -98,12 +99,21 @@ async def read_upload(request: Request, settings: ServeSettings) -> bytes:
     return await upload.read()
 
 
-async def upload_to_input(model: ServedModel, data: bytes, max_pixels: int) -> np.ndarray:
-    """Upload bytes -> model input; large images are decoded and resized off the event loop."""
+async def upload_to_input(model: ServedModel, data: bytes, max_pixels: int, heavy: asyncio.Semaphore) -> np.ndarray:
+    """Upload bytes -> model input; large images are decoded and resized off the event loop, at most
+    `heavy` of them at once (each holds ~20 bytes per pixel while it is decoded)."""
     img = open_image(data, max_pixels)  # header only: cheap, and rejects bombs before any decoding
     if img.size[0] * img.size[1] <= INLINE_PIXELS:
         return model.prepare_pixels(load_pixels(img))
-    return await run_in_threadpool(lambda: model.prepare_pixels(load_pixels(img)))
+    async with heavy:
+        return await run_in_threadpool(lambda: model.prepare_pixels(load_pixels(img)))
+
+
+def decode_infer(body: bytes, header_length: Optional[str], model: ServedModel,
+                 settings: ServeSettings) -> tuple[InferRequest, np.ndarray]:
+    """An OIP request body -> (request, model input): JSON parsing, tensor decoding, preprocessing."""
+    req, tail = parse_infer_request(body, header_length, settings.max_json_depth)
+    return req, model_input(req, tail, model, settings)
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -128,11 +138,12 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 def build_http_app(hub: Hub) -> FastAPI:
+    """The app for one replica (its own event loop, so its own heavy-work semaphore)."""
     app = FastAPI(title="cnnsweep inference", version=VERSION,
                   description="Open Inference Protocol v2 (KServe/Triton REST) + image upload")
     add_error_handlers(app)
     add_health_routes(app, hub)
-    add_infer_routes(app, hub)
+    add_infer_routes(app, hub, asyncio.Semaphore(hub.settings.max_heavy_requests))
     return app
 
 
@@ -165,7 +176,7 @@ def add_health_routes(app: FastAPI, hub: Hub) -> None:
         return {"name": find_model(hub, name, version).name, "ready": True}
 
 
-def add_infer_routes(app: FastAPI, hub: Hub) -> None:
+def add_infer_routes(app: FastAPI, hub: Hub, heavy: asyncio.Semaphore) -> None:
     settings = hub.settings
 
     @app.post("/v2/models/{name}/infer", summary="OIP v2 inference", openapi_extra=INFER_BODY)
@@ -175,12 +186,13 @@ def add_infer_routes(app: FastAPI, hub: Hub) -> None:
         if media_type(request) not in JSON_TYPES:
             raise HttpError(415, f"Content-Type {media_type(request)!r}: send application/json "
                                  f"(or Triton binary tensors with Inference-Header-Content-Length)")
-        body = await read_body(request, settings.max_body_bytes)
-        req, tail = parse_infer_request(body, request.headers.get(HEADER_LENGTH), settings.max_json_depth)
+        body = await read_body(request, settings.max_body_bytes, settings.read_timeout_s)
+        header_length = request.headers.get(HEADER_LENGTH)
         if len(body) <= INLINE_BODY_BYTES:
-            x = model_input(req, tail, model, settings)
-        else:  # decoding many values / preprocessing many raw pixels: keep the event loop free
-            x = await run_in_threadpool(model_input, req, tail, model, settings)
+            req, x = decode_infer(body, header_length, model, settings)
+        else:  # JSON of 8 MiB takes ~0.66 s to parse: keep the event loop free, and bound the memory
+            async with heavy:
+                req, x = await run_in_threadpool(decode_infer, body, header_length, model, settings)
         content, header_length = infer_response(req, model, await hub.infer(name, x))
         if header_length is None:
             return Response(content, media_type="application/json")
@@ -193,7 +205,7 @@ def add_infer_routes(app: FastAPI, hub: Hub) -> None:
                       top_k_: Optional[int] = Query(None, alias="top_k", ge=1, le=1000)) -> dict[str, Any]:
         model = find_model(hub, name)
         data = await read_upload(request, settings)
-        x = await upload_to_input(model, data, settings.max_image_pixels)
+        x = await upload_to_input(model, data, settings.max_image_pixels, heavy)
         logits = await hub.infer(name, x)
         k = min(top_k_ or settings.top_k, model.info.num_classes)
         return {"model_name": name, "model_version": VERSION, "predictions": top_k(logits[0], k, model.info.class_names)}

@@ -24,6 +24,7 @@ from cnnsweep.serving.settings import ServeSettings
 
 HEADER_LENGTH = "inference-header-content-length"
 DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+MAX_DIMS = 4  # N x C x H x W or N x H x W x C (N x H x W gray): numpy itself fails above 64 dims
 
 
 class InferInput(BaseModel):
@@ -102,6 +103,8 @@ def decode_tensor(inp: InferInput, tail: bytes, max_values: int) -> np.ndarray:
     if dtype is None:
         raise bad_request(f"input {inp.name!r}: datatype {inp.datatype!r} is not supported; send FP32 "
                           f"[N, C, H, W] (normalized) or UINT8 [N, H, W, C] (raw pixels)")
+    if not 1 <= len(inp.shape) <= MAX_DIMS:
+        raise bad_request(f"input {inp.name!r}: shape has {len(inp.shape)} dimensions; expected 3 or 4")
     if any(d < 0 for d in inp.shape):
         raise bad_request(f"input {inp.name!r}: shape {inp.shape} has a negative dimension")
     count = math.prod(inp.shape)

@@ -36,15 +36,23 @@ class ServeSettings(BaseModel):
     # batch computes, so batches fill anyway; at low load a long wait is pure added latency.
     batch_wait_timeout_s: float = Field(0.002, ge=0, le=1)
     num_replicas: int = Field(1, ge=1)
-    # Per replica: in flight at once. Must be >= max_batch_size, else a batch can never fill.
-    max_ongoing_requests: int = Field(128, ge=1)
-    max_queued_requests: int = Field(256, ge=-1)  # beyond this the proxy answers 503 (-1 = unbounded)
+    # Per replica: in flight at once. Must be >= max_batch_size, else a batch can never fill. Each one
+    # may hold a body of up to max_body_bytes, so this bounds the replica's memory (see worst_case_bytes).
+    max_ongoing_requests: int = Field(64, ge=1)
+    # Waiting in the proxy (no body read yet); beyond this the proxy answers 503 (-1 = unbounded).
+    max_queued_requests: int = Field(128, ge=-1)
     retry_after_s: Optional[float] = Field(1.0, ge=0)  # Retry-After header on those 503s, seconds
     num_cpus: float = Field(1.0, gt=0)  # Ray CPUs reserved per replica
     num_gpus: float = Field(0.0, ge=0)  # > 0 (with onnxruntime-gpu) runs on the CUDA provider
     num_threads: Optional[int] = Field(None, ge=1)  # ORT intra-op threads; None = max(1, int(num_cpus))
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_body_bytes: int = Field(8 * MiB, ge=1024)  # request body limit -> 413
+    # Request body limit -> 413. 2 MiB: 32 GTSRB images as JSON FP32 text are ~1 MiB; PNG uploads far less.
+    max_body_bytes: int = Field(2 * MiB, ge=1024)
+    read_timeout_s: float = Field(10.0, gt=0)  # longest wait for the next body chunk -> 408
+    # Large bodies / images are parsed or decoded in a thread, at most this many at once per replica:
+    # a JSON body expands ~20x into Python objects and a decoded image to ~9 bytes/pixel, so this (not
+    # max_ongoing_requests) bounds that memory.
+    max_heavy_requests: int = Field(2, ge=1)
     max_image_pixels: int = Field(2048 * 2048, ge=1)  # decoded image limit (decompression bombs) -> 413
     max_json_depth: int = Field(32, ge=4)  # nesting limit for JSON bodies -> 400
     top_k: int = Field(5, ge=1)  # /predict default
@@ -67,6 +75,15 @@ class ServeSettings(BaseModel):
             raise ValueError(f"max_ongoing_requests ({self.max_ongoing_requests}) must be >= max_batch_size "
                              f"({self.max_batch_size}), or batches can never fill")
         return self
+
+    @property
+    def worst_case_bytes(self) -> int:
+        """Request memory one replica can be made to hold, bytes: every slot with a full body (read as
+        chunks, then joined: 2 copies), plus the heavy slots parsing JSON (~20x the body) or decoding
+        an image (uint8 RGBA + float32 RGB + resized: ~20 bytes per pixel)."""
+        bodies = self.max_ongoing_requests * self.max_body_bytes * 2
+        heavy = self.max_heavy_requests * max(20 * self.max_body_bytes, 20 * self.max_image_pixels)
+        return bodies + heavy
 
     @property
     def threads(self) -> int:

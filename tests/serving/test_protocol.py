@@ -159,7 +159,7 @@ def test_shipped_serve_configs_are_valid_settings():
 
     repo = __import__("pathlib").Path(__file__).resolve().parents[2]
     local = load_yaml(repo / "serve" / "config.yaml")
-    service = yaml.safe_load(yaml.safe_load((repo / "serve" / "rayservice.yaml").read_text())["spec"]["serveConfigV2"])
+    service = yaml.safe_load(next(yaml.safe_load_all((repo / "serve" / "rayservice.yaml").read_text()))["spec"]["serveConfigV2"])
     for config in (local, service):
         [application] = config["applications"]
         assert application["import_path"] == "cnnsweep.serving:build_app"

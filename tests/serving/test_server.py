@@ -26,7 +26,7 @@ from cnnsweep.export import create_session, export_checkpoint, run_logits
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 TINY_CNN = {"num_stages": 2, "width": 8, "convs_per_stage": 1}
 LIMITS = {"max_batch_size": 8, "max_ongoing_requests": 32, "max_body_bytes": 256 * 1024,
-          "max_image_pixels": 100_000, "num_cpus": 0.5}
+          "max_image_pixels": 100_000, "num_cpus": 0.5, "read_timeout_s": 2.0}
 
 
 def _free_port() -> int:
@@ -94,6 +94,11 @@ BAD_REQUESTS = [  # (id, method, path, requests kwargs, expected status)
     ("infer-json-array", "post", INFER, dict(data=b"[1, 2]", headers=J), 400),
     ("infer-nested-100k", "post", INFER, dict(data=b"[" * 100_000 + b"]" * 100_000, headers=J), 400),
     ("infer-nested-40", "post", INFER, dict(data=(b'{"inputs":' + b"[" * 40 + b"]" * 40 + b"}"), headers=J), 400),
+    ("infer-nested-901-behind-strings", "post", INFER, dict(data=('["]",' * 901 + "0" + "]" * 901).encode(),
+                                                            headers=J), 400),
+    ("infer-65-dims", "post", INFER, dict(data=json.dumps({"inputs": [{"name": "input", "shape": [1] * 65,
+                                                                        "datatype": "FP32", "data": [0.0]}]}),
+                                          headers=J), 400),
     ("infer-no-inputs", "post", INFER, dict(data=b'{"outputs": []}', headers=J), 400),
     ("infer-two-inputs", "post", INFER, dict(data=json.dumps({"inputs": [json.loads(_infer_body([1, 1, 8, 8]))[
         "inputs"][0]] * 2}), headers=J), 400),
@@ -232,8 +237,24 @@ def test_overload_sheds_with_503_instead_of_hanging(server, digits):
     codes = [r.status_code for r in responses]
     assert set(codes) <= {200, 503} and codes.count(503) >= 16 and codes.count(200) >= 2, codes
     assert all(r.headers.get("Retry-After") == "1" for r in responses if r.status_code == 503)
+    assert all(r.json()["error"] for r in responses if r.status_code == 503)  # the proxy's text, as JSON
     assert requests.post(url, data=body, headers=J, timeout=30).status_code == 200  # recovers
     serve.delete("overload")
+
+
+def test_a_client_that_stalls_mid_body_gets_408_and_frees_its_slot(server):
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: 1000\r\n\r\n{{\"inputs\": ".encode())
+        start = time.perf_counter()
+        answer = b""
+        while b'"}' not in answer and (chunk := conn.recv(65536)):  # headers and body may come apart
+            answer += chunk
+        answer = answer.decode()
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert '"error"' in answer and time.perf_counter() - start < 20
+    assert requests.get(f"{server}/v2/health/ready", timeout=10).status_code == 200
 
 
 # ---------------------------------------------------------------------------- real GTSRB

@@ -1,15 +1,35 @@
-"""`cnnsweep serve`: start Ray Serve on this machine (or a cluster) and block until Ctrl-C."""
+"""`cnnsweep serve`: start Ray Serve on this machine (or a cluster) and block until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from typing import Callable, Optional
 
+import ray
 from ray import serve
 
 from cnnsweep.distributed.serve.deployment import APP_NAME, build_app
 from cnnsweep.serving.model import load_served_model
 from cnnsweep.serving.settings import ServeSettings
+
+# The whole request, proxy to answer, seconds (then 408): a stuck replica or a client that never
+# finishes cannot hold a slot longer; the per-read deadline (ServeSettings.read_timeout_s) is shorter.
+REQUEST_TIMEOUT_S = 30.0
+# Ray reads this in each proxy process (inherited from the driver when ray.init starts a local
+# instance); on a cluster, set it in the nodes' environment (serve/rayservice.yaml does).
+PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
+PROXY_CALLBACK = "cnnsweep.serving.proxy_errors:proxy_middlewares"
+# Ray 2.60: each ingress replica runs its own HTTP server (no proxy hop) on a port from
+# RAY_SERVE_DIRECT_INGRESS_MIN/MAX_HTTP_PORT (30000-31000); the proxy on `port` stays up on the head.
+# Read by the controller and replicas, so it must be in the environment before ray.init.
+DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
+# Ray holds an ingress replica draining at least this long (default 30 s, for load balancers to
+# notice) before it stops; a local instance has no balancer, and 30 s would delay every shutdown.
+DRAIN_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+LOCAL_DRAIN_S = "1"
 
 
 def check_models(settings: ServeSettings) -> dict[str, str]:
@@ -17,29 +37,96 @@ def check_models(settings: ServeSettings) -> dict[str, str]:
     return {m.served_name: load_served_model(m, num_threads=1, device="cpu").info.precision for m in settings.models}
 
 
-def start_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
-                 address: Optional[str] = None, route_prefix: str = "/", app_name: str = APP_NAME) -> str:
-    """Deploy the models and return the base URL (non-blocking)."""
+def _start_ray(address: Optional[str], direct_ingress: bool = False) -> None:
     from cnnsweep.distributed.cluster import start_ray
 
-    if address is None:  # on a remote cluster the paths are the replicas' business, not this machine's
-        check_models(settings)
+    if direct_ingress:  # on a cluster, the nodes' environment decides (as for the proxy callback)
+        os.environ[DIRECT_INGRESS_ENV] = "1"
+        if address is None:
+            os.environ.setdefault(DRAIN_ENV, LOCAL_DRAIN_S)
+    # The proxy's own 503/408/404 answers become {"error": ...} JSON (Ray 2.60 removed
+    # http_options.middlewares; this callback is the remaining way into the proxy).
+    os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
     start_ray(address)
+
+
+def start_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000,
+                 address: Optional[str] = None, route_prefix: str = "/", app_name: str = APP_NAME,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S, check: bool = True,
+                 direct_ingress: bool = False) -> str:
+    """Deploy the models and return the base URL (non-blocking); with `direct_ingress`, the first
+    replica's own URL (all of them: `replica_urls`)."""
+    if check and address is None:  # on a remote cluster the paths are the replicas' business, not this machine's
+        check_models(settings)
+    _start_ray(address, direct_ingress)
     # Ray: the HTTP proxy binds here (127.0.0.1 unless told otherwise: the API has no auth).
-    serve.start(http_options={"host": host, "port": port})
+    serve.start(http_options={"host": host, "port": port, "request_timeout_s": request_timeout_s})
     serve.run(build_app(settings), name=app_name, route_prefix=route_prefix, blocking=False)  # Ray
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    if direct_ingress:
+        return replica_urls(port, app_name, shown)[0]
     return f"http://{shown}:{port}{route_prefix.rstrip('/')}"
 
 
-def serve_forever(settings: ServeSettings, on_ready: Callable[[str], None] = print, **kwargs) -> None:
-    """start_server, then block until Ctrl-C; shuts Serve down on the way out."""
-    url = start_server(settings, **kwargs)
-    on_ready(url)
+def replica_urls(proxy_port: int, app_name: str = APP_NAME, host: str = "127.0.0.1",
+                 wait_s: float = 30.0) -> list[str]:
+    """Direct ingress: the HTTP URL each running replica of `app_name` serves on (one per replica).
+    Waits up to `wait_s` seconds: the controller records the replicas' ports a tick after they start."""
+    from ray.serve.context import _get_global_client
+
+    controller = _get_global_client()._controller
+    deadline = time.monotonic() + wait_s
+    while True:
+        # Ray: no public API lists the replica ports yet; the controller's target groups are what
+        # Ray's own tests and HAProxy read (ray.serve._private.test_utils.get_application_urls).
+        # Until the replicas' ports are known, the group points at the proxy (`proxy_port`).
+        groups = ray.get(controller.get_target_groups.remote(app_name))
+        urls = [f"http://{host}:{t.port}{g.route_prefix.rstrip('/')}" for g in groups
+                if g.protocol == "HTTP" and g.app_name == app_name for t in g.targets if t.port != proxy_port]
+        if urls or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if not urls:
+        raise RuntimeError(f"direct ingress: no replica of {app_name!r} is listening after {wait_s:.0f} s")
+    return urls
+
+
+def _on_signals(stop: threading.Event, serving: threading.Event) -> None:
+    """SIGTERM and SIGINT: while starting, interrupt (KeyboardInterrupt); once serving, set `stop`.
+    Installed after ray.init, whose own (C++) SIGTERM handler aborts the process (SIGABRT, rc -6)."""
+    def handle(signum, frame):
+        first = not stop.is_set()
+        stop.set()
+        if first and not serving.is_set():
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
+
+
+def serve_forever(settings: ServeSettings, on_ready: Callable[[str], None] = print,
+                  address: Optional[str] = None, direct_ingress: bool = False, **kwargs) -> None:
+    """start_server, then block until Ctrl-C or SIGTERM; shuts Serve and Ray down on the way out."""
+    from cnnsweep.distributed.cluster import stop_ray
+
+    stop, serving = threading.Event(), threading.Event()
     try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
+        if address is None:
+            check_models(settings)  # a bad file: a clear error before Ray starts
+        _start_ray(address, direct_ingress)
+        _on_signals(stop, serving)
+        url = start_server(settings, address=address, check=False, direct_ingress=direct_ingress, **kwargs)
+        serving.set()
+        on_ready(url)
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:  # a signal while still starting
         pass
     finally:
-        serve.shutdown()  # Ray
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the teardown
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if ray.is_initialized():  # not when a bad model file stopped us before Ray started
+            serve.shutdown()  # Ray
+        stop_ray()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

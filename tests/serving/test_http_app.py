@@ -1,0 +1,77 @@
+"""The FastAPI app without Ray (a plain in-process hub): large bodies are parsed off the event loop,
+and out-of-range shapes are 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from cnnsweep.config import ModelConfig
+from cnnsweep.export import OnnxModelInfo, export_onnx
+from cnnsweep.models import build_model
+from cnnsweep.serving import http_app
+from cnnsweep.serving.model import load_served_model
+from cnnsweep.serving.settings import ModelSpec, build_settings
+from cnnsweep.transforms import Preprocess
+
+
+class LocalHub:
+    def __init__(self, model):
+        self.settings = build_settings({"models": [str(model.path)], "max_batch_size": 4})
+        self.models = {model.name: model}
+
+    async def infer(self, name, x):
+        return self.models[name].run(x)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    torch.manual_seed(0)
+    pre = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8, mean=(0.5,), std=(0.2,))
+    model = build_model(ModelConfig(num_stages=1, width=4, convs_per_stage=1), 3, 1, 8).eval()
+    path = export_onnx(model, OnnxModelInfo(["a", "b", "c"], pre), tmp_path_factory.mktemp("m") / "tiny.onnx")
+    with TestClient(http_app.build_http_app(LocalHub(load_served_model(ModelSpec(path=str(path)), 1)))) as c:
+        yield c
+
+
+def _body(shape, pad: int = 0) -> bytes:
+    n = int(np.prod(shape))
+    return json.dumps({"inputs": [{"name": "input", "shape": shape, "datatype": "FP32",
+                                   "data": [0.5] * n}]}).encode() + b" " * pad
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.parametrize("pad, on_loop", [(0, True), (http_app.INLINE_BODY_BYTES, False)])
+def test_large_json_bodies_are_parsed_off_the_event_loop(client, monkeypatch, pad, on_loop):
+    seen = []
+    real = http_app.parse_infer_request
+
+    def spy(*args):
+        seen.append(_on_event_loop())
+        return real(*args)
+
+    monkeypatch.setattr(http_app, "parse_infer_request", spy)
+    r = client.post("/v2/models/tiny/infer", content=_body([1, 1, 8, 8], pad),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert seen == [on_loop]
+
+
+@pytest.mark.parametrize("ndim", [0, 5, 65, 200])
+def test_shapes_with_too_many_or_no_dimensions_are_400(client, ndim):
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1] * ndim, "datatype": "FP32", "data": [0.5]}]})
+    r = client.post("/v2/models/tiny/infer", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert "dimensions" in r.json()["error"]
