@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/cnnsweep tune sweeps/quickstart.yaml --output runs/quickstart
-	@test -f runs/quickstart/analysis/report.html && echo "report: $(CURDIR)/runs/quickstart/analysis/report.html"
+	@if test -f runs/quickstart/analysis/report.html; then echo "report: $(CURDIR)/runs/quickstart/analysis/report.html"; \
+	else echo "no report: see the notes above (runs/quickstart/summary.json)"; fi
 
 test: $(STAMP)
 	$(PY) -m pytest -q

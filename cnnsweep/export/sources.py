@@ -59,6 +59,18 @@ def _resolve(sweep: Path, text: str) -> Path:
     return p if p.is_absolute() or p.exists() else sweep / p  # relative paths are relative to the sweep
 
 
+def _trial_checkpoint(path: Path) -> Path:
+    """The leaderboard's checkpoint, or, when Ray Train has since deleted it (it keeps only
+    `train.num_to_keep` per trial, and ties in the metric may keep other epochs than the row names),
+    the newest checkpoint still in that trial's run folder: the same fallback `best/` uses."""
+    try:
+        return find_checkpoint_file(path)
+    except CheckpointError:
+        if not path.parent.is_dir():
+            raise
+        return find_checkpoint_file(path.parent)
+
+
 def read_leaderboard(sweep: Path, top: int) -> list[ExportSource]:
     """The best `top` trials, in leaderboard order (the file is sorted best first)."""
     board = sweep / LEADERBOARD
@@ -79,7 +91,7 @@ def read_leaderboard(sweep: Path, top: int) -> list[ExportSource]:
     for rank, row in enumerate(rows[:top], start=1):
         trial = (row.get(trial_col) or f"trial{rank}") if trial_col else f"trial{rank}"
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in trial)
-        out.append(ExportSource(find_checkpoint_file(_resolve(sweep, row[ckpt_col])),
+        out.append(ExportSource(_trial_checkpoint(_resolve(sweep, row[ckpt_col])),
                                 sweep / "exports" / f"top{rank}_{safe}.onnx", f"top{rank} ({trial})", trial, row))
     return out
 

@@ -60,3 +60,20 @@ def test_bad_sources_are_clear_errors(tmp_path, case):
         path, top, match = tmp_path, 1, "no checkpoint column"
     with pytest.raises(CheckpointError, match=match):
         resolve_sources(path, top)
+
+
+def test_leaderboard_checkpoint_deleted_by_ray_falls_back_to_the_trials_newest(tmp_path):
+    """Ray Train keeps `num_to_keep` checkpoints per trial: the one a leaderboard row names may be gone."""
+    import os
+
+    from cnnsweep.export.sources import read_leaderboard
+
+    trial = tmp_path / "train" / "trial_ab12"
+    for i, name in enumerate(["checkpoint_2026-01-01_00-00-01", "checkpoint_2026-01-01_00-00-02"]):
+        (trial / name).mkdir(parents=True)
+        (trial / name / "checkpoint.pt").write_bytes(b"x")
+        os.utime(trial / name / "checkpoint.pt", (1000 + i, 1000 + i))
+    gone = trial / "checkpoint_2026-01-01_00-00-00"  # deleted by Ray's num_to_keep
+    (tmp_path / "leaderboard.csv").write_text(f"rank,trial_id,val/acc,checkpoint\n1,ab12,1.0,{gone}\n")
+    (src,) = read_leaderboard(tmp_path, 1)
+    assert src.checkpoint == trial / "checkpoint_2026-01-01_00-00-02" / "checkpoint.pt"
