@@ -104,3 +104,23 @@ def disk_full_after():
             signal.signal(signal.SIGXFSZ, old_handler)
 
     return limit
+
+
+@pytest.fixture
+def another_process_holds():
+    """`with another_process_holds(out): ...`: hold <out>/.lock as another cnnsweep process would
+    (an exclusive flock on its own open file), for the lock tests of `train` and `tune`."""
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def hold(out: Path):
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            yield
+        finally:
+            os.close(fd)
+
+    return hold

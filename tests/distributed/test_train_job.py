@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 
-import contextlib
-import fcntl
-import os
 
 import pytest
 from typer.testing import CliRunner
@@ -17,18 +14,6 @@ from cnnsweep.config import ConfigError, load_config, save_config, validate_conf
 
 TINY = {"name": "tiny", "data": {"name": "digits"}, "model": {"num_stages": 2, "width": 8},
         "train": {"epochs": 1, "lr": 1e-3, "batch_size": 64}}
-
-
-@contextlib.contextmanager
-def another_process_holds(out):
-    """Hold <out>/.lock as another cnnsweep process would (flock on its own open file)."""
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield
-    finally:
-        os.close(fd)
 
 
 class ReachedRay(Exception):
@@ -76,7 +61,7 @@ def test_train_resume_refuses_a_changed_config_and_accepts_the_same(tmp_path, no
         run_train_job(validate_config(TINY), output=str(tmp_path / "empty"), resume=True)
 
 
-def test_train_on_a_folder_another_run_holds_is_refused(tmp_path, no_ray):
+def test_train_on_a_folder_another_run_holds_is_refused(tmp_path, no_ray, another_process_holds):
     from cnnsweep.distributed.train_job import run_train_job
 
     out = tmp_path / "run"

@@ -4,9 +4,6 @@ a fake 2-CPU cluster and `build_trainable` (the first Ray call after the checks)
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 
 import pytest
 
@@ -15,18 +12,6 @@ from cnnsweep.config import ConfigError, save_config, validate_config
 SWEEP = {"name": "tiny", "data": {"name": "digits"}, "model": {"num_stages": 2, "width": 8},
          "train": {"epochs": 1, "lr": 1e-3, "batch_size": 64},
          "search": {"algorithm": "grid", "max_concurrent": 1, "space": {"model.width": {"choice": [4, 8]}}}}
-
-
-@contextlib.contextmanager
-def another_process_holds(out):
-    """Hold <out>/.lock as another cnnsweep process would (flock on its own open file)."""
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield
-    finally:
-        os.close(fd)
 
 
 class ReachedTrials(Exception):
@@ -50,7 +35,7 @@ def _sweep(**changes):
     return validate_config(raw)
 
 
-def test_a_second_sweep_on_a_locked_folder_is_refused(tmp_path, no_ray):
+def test_a_second_sweep_on_a_locked_folder_is_refused(tmp_path, no_ray, another_process_holds):
     from cnnsweep.distributed.tune import run_sweep
 
     out = tmp_path / "sweep"
