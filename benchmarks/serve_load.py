@@ -19,6 +19,7 @@ import io
 import json
 import os
 import time
+from typing import Any
 from collections import Counter
 
 import aiohttp
@@ -63,16 +64,7 @@ async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, s
     latencies, codes = [], Counter()
 
     async def one(session: aiohttp.ClientSession, i: int) -> None:
-        data, headers = _request(bodies[i % len(bodies)], mode)
-        t = time.perf_counter()
-        try:
-            async with session.post(urls[i % len(urls)], data=data, headers=headers) as r:
-                await r.read()
-                codes[r.status] += 1
-        except aiohttp.ClientError as err:
-            codes[type(err).__name__] += 1
-            return
-        latencies.append(time.perf_counter() - t)
+        await _timed_post(session, urls[i % len(urls)], bodies[i % len(bodies)], mode, codes, latencies)
 
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512), timeout=timeout) as s:
@@ -87,6 +79,21 @@ async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, s
     return out
 
 
+async def _timed_post(session: aiohttp.ClientSession, url: str, body: Any, mode: str, codes: Counter,
+                      latencies: list[float]) -> None:
+    """One request: its status (or client error name) counted; its latency (s) kept only if it answered."""
+    data, headers = _request(body, mode)
+    t = time.perf_counter()
+    try:
+        async with session.post(url, data=data, headers=headers) as r:
+            await r.read()
+            codes[r.status] += 1
+    except aiohttp.ClientError as err:
+        codes[type(err).__name__] += 1
+        return
+    latencies.append(time.perf_counter() - t)
+
+
 async def run_level(urls: list[str], bodies: list, mode: str, concurrency: int, max_requests: int, seconds: float) -> dict:
     latencies, codes, sent = [], Counter(), 0
     deadline = time.perf_counter() + seconds
@@ -94,18 +101,10 @@ async def run_level(urls: list[str], bodies: list, mode: str, concurrency: int, 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal sent
         while sent < max_requests and time.perf_counter() < deadline:
-            data, headers = _request(bodies[sent % len(bodies)], mode)
+            body = bodies[sent % len(bodies)]
             url = urls[sent % len(urls)]  # direct ingress: the client spreads requests over the replicas
             sent += 1
-            t = time.perf_counter()
-            try:
-                async with session.post(url, data=data, headers=headers) as r:
-                    await r.read()
-                    codes[r.status] += 1
-            except aiohttp.ClientError as err:
-                codes[type(err).__name__] += 1
-                continue
-            latencies.append(time.perf_counter() - t)
+            await _timed_post(session, url, body, mode, codes, latencies)
 
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as s:

@@ -31,19 +31,21 @@ def _copy_repo(tmp_path: Path) -> Path:
     return root
 
 
-def test_core_importing_ray_breaks_a_contract(tmp_path):
+def _lint_with(tmp_path: Path, module: str, extra: str) -> subprocess.CompletedProcess:
+    """lint-imports on a copy of the package where `module` (a path under cnnsweep/) gains `extra`."""
     root = _copy_repo(tmp_path)
-    engine = root / "cnnsweep" / "engine" / "seed.py"
-    engine.write_text(engine.read_text() + "\n\ndef _oops():\n    import ray  # lazy imports count too\n")
-    proc = _lint(root)
+    path = root / "cnnsweep" / module
+    path.write_text(path.read_text() + extra)
+    return _lint(root)
+
+
+def test_core_importing_ray_breaks_a_contract(tmp_path):
+    proc = _lint_with(tmp_path, "engine/seed.py", "\n\ndef _oops():\n    import ray  # lazy imports count too\n")
     assert proc.returncode != 0
     assert "cnnsweep.engine.seed -> ray" in proc.stdout
 
 
 def test_core_importing_the_cli_breaks_the_layers(tmp_path):
-    root = _copy_repo(tmp_path)
-    data = root / "cnnsweep" / "data" / "split.py"
-    data.write_text(data.read_text() + "\n\nfrom cnnsweep.cli.app import app  # noqa\n")
-    proc = _lint(root)
+    proc = _lint_with(tmp_path, "data/split.py", "\n\nfrom cnnsweep.cli.app import app  # noqa\n")
     assert proc.returncode != 0
     assert "cnnsweep.data.split -> cnnsweep.cli.app" in proc.stdout
