@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/gtsrb_accuracy.py sweeps/gtsrb_peer.yaml sweeps/gtsrb.yaml
     .venv/bin/python benchmarks/gtsrb_accuracy.py sweeps/gtsrb_long.yaml --tta
     .venv/bin/python benchmarks/gtsrb_accuracy.py sweeps/ahe.yaml --data ../shared/data/ahe64 --set train.epochs=4
+    .venv/bin/python benchmarks/gtsrb_accuracy.py --checkpoint runs/gtsrb_long [--data ../shared/data/gtsrb]
 
 Each config is trained in this one process on `--threads` CPU threads with `scaling.num_workers=1`
 but the same effective batch and micro-batch as its file says: `sweeps/gtsrb.yaml`'s 2 Ray workers x
@@ -11,6 +12,8 @@ and the optimizer the same 128 per step. Appends one JSON line per run to
 benchmarks/results/accuracy.jsonl (config, overrides, per-epoch val/acc, val/loss, seconds, machine)
 and prints a line per epoch. `--tta` also scores the final model on the validation split with
 test-time augmentation (softmax averaged over the image and its 1 px shifts) to see whether it pays.
+`--checkpoint RUN_OR_FILE` trains nothing: it scores a saved model (e.g. a `cnnsweep train` run) on the
+validation split, plain and with TTA, and appends that record instead.
 """
 
 from __future__ import annotations
@@ -54,15 +57,16 @@ class KeepLast(FitHooks):
               f"wall {metrics['wall_s']:.0f} s", flush=True)
 
 
-def tta_accuracy(model, state: dict, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Validation accuracy with softmax averaged over TTA_SHIFTS_PX (border padding, like training)."""
+def tta_accuracy(model, state: dict, images: torch.Tensor, labels: torch.Tensor,
+                 shifts: list[tuple[int, int]] = TTA_SHIFTS_PX) -> float:
+    """Validation accuracy with softmax averaged over `shifts` (border padding, like training)."""
     pre = Preprocess.from_dict(state["preprocess"])
     x = pre.prepare(images)
     side = x.shape[-1]
     shifter = BatchAugment(AugmentConfig())
     amp = resolve_amp(state["config"]["train"]["amp"], torch.device("cpu"))
     probs = torch.zeros(len(x), len(state["class_names"]))
-    for dx, dy in TTA_SHIFTS_PX:
+    for dx, dy in shifts:
         t = torch.tensor([[dx / side, dy / side]]).expand(len(x), 2)
         shifted = shifter.apply(x, AugmentParams(translate=t)) if (dx or dy) else x
         probs += predict_logits(model, shifted, pre.normalize, batch_size=1024, amp=amp).softmax(1)
@@ -94,9 +98,28 @@ def run_one(path: str, overrides: list[str], tta: bool, threads: int) -> dict:
     return record
 
 
+def score_checkpoint(path: str, data_root: str) -> dict:
+    """Plain and TTA validation accuracy of a saved model (weights-only load), no training."""
+    from cnnsweep.checkpoint import load_checkpoint, load_model_from_checkpoint
+
+    loaded = load_model_from_checkpoint(path)
+    state = load_checkpoint(loaded.path)
+    data = loaded.config.data.model_copy(update={"root": data_root})
+    valid = load_dataset(data).valid
+    plain = tta_accuracy(loaded.model, state, valid.images, valid.labels, shifts=[(0, 0)])
+    tta = tta_accuracy(loaded.model, state, valid.images, valid.labels)
+    record = {"checkpoint": str(loaded.path), "name": loaded.config.name, "epochs": loaded.config.train.epochs,
+              "val_images": len(valid), "val_acc": plain, "val_acc_tta": tta, "tta_views": len(TTA_SHIFTS_PX),
+              "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
+              "date": time.strftime("%Y-%m-%d %H:%M")}
+    print(f"[{path}] val/acc {plain:.4f}; TTA ({len(TTA_SHIFTS_PX)} views) {tta:.4f}", flush=True)
+    return record
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("configs", nargs="+", help="run/sweep YAML files, trained one after the other")
+    parser.add_argument("configs", nargs="*", help="run/sweep YAML files, trained one after the other")
+    parser.add_argument("--checkpoint", help="score this saved run/checkpoint instead of training")
     parser.add_argument("--data", default="../shared/data/gtsrb", help="data.root for every config")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="dotted.key=value")
     parser.add_argument("--tta", action="store_true", help="also score the final model with shift TTA")
@@ -108,6 +131,10 @@ def main() -> None:
         raise SystemExit(f"--data {args.data}: not found (see ../shared/data/README.md)")
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.checkpoint:
+        with open(out, "a") as f:
+            f.write(json.dumps(score_checkpoint(args.checkpoint, args.data)) + "\n")
+        return
     for path in args.configs:
         try:
             load_config(path, [f"data.root={args.data}"] + args.overrides)  # fail before training, one line
