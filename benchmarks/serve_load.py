@@ -199,7 +199,7 @@ def start_local_server(onnx_path: str, args) -> str:
                                "max_batch_size": args.max_batch_size, "num_cpus": args.cpus_per_replica,
                                "num_replicas": args.replicas, "batch_wait_timeout_s": args.batch_wait_ms / 1000,
                                "max_ongoing_requests": args.max_ongoing or max(64, 2 * args.max_batch_size),
-                               "max_queued_requests": args.max_queued})
+                               "max_queued_requests": args.max_queued, "num_threads": args.ort_threads})
     grpc_port = args.grpc_port if any("grpc" in name for name in args.setups) else None
     return start_server(settings, port=args.port, direct_ingress=args.direct_ingress, grpc_port=grpc_port)
 
@@ -236,6 +236,8 @@ def parse_args():
     p.add_argument("--seconds", type=float, default=20, help="max seconds per level")
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--cpus-per-replica", type=float, default=2)
+    p.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime threads per replica "
+                   "[= --cpus-per-replica]; the in-process reference keeps --cpus-per-replica threads")
     p.add_argument("--max-queued", type=int, default=512)
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--max-ongoing", type=int, default=None, help="per replica [max(64, 2 x batch)]")
@@ -305,7 +307,7 @@ def main() -> None:
                       "direct_ingress": args.direct_ingress, "setups": {n: t for n, (_, t) in setups.items()},
                       "throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
                       "mode": args.mode, "images_per_request": per_request, "cpu_count": os.cpu_count(),
-                      "replica_threads": threads, "max_batch_size": args.max_batch_size, "levels": levels}))
+                      "replica_threads": args.ort_threads or threads, "reference_threads": threads, "max_batch_size": args.max_batch_size, "levels": levels}))
 
 
 def validate_data(data: dict, root: str):
