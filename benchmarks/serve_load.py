@@ -238,6 +238,8 @@ def parse_args():
     p.add_argument("--cpus-per-replica", type=float, default=2)
     p.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime threads per replica "
                    "[= --cpus-per-replica]; the in-process reference keeps --cpus-per-replica threads")
+    p.add_argument("--reference-threads", type=int, default=None, help="threads of the in-process ORT "
+                   "reference [--cpus-per-replica]: 2 = the whole box, for replicas of 1 CPU each")
     p.add_argument("--max-queued", type=int, default=512)
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--max-ongoing", type=int, default=None, help="per replica [max(64, 2 x batch)]")
@@ -269,7 +271,7 @@ def main() -> None:
     info = read_metadata(report["onnx"])
     valid = load_dataset(validate_data(info.config["data"], args.data)).valid.images[:512]
     x = info.preprocess(valid).numpy()
-    threads = max(1, int(args.cpus_per_replica))
+    threads = args.reference_threads or max(1, int(args.cpus_per_replica))
     session = create_session(report["onnx"], num_threads=threads, device="cpu")
     proxy_url = args.url or start_local_server(report["onnx"], args)
     raw = valid.numpy()
@@ -307,7 +309,8 @@ def main() -> None:
                       "direct_ingress": args.direct_ingress, "setups": {n: t for n, (_, t) in setups.items()},
                       "throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
                       "mode": args.mode, "images_per_request": per_request, "cpu_count": os.cpu_count(),
-                      "replica_threads": args.ort_threads or threads, "reference_threads": threads, "max_batch_size": args.max_batch_size, "levels": levels}))
+                      "replica_threads": args.ort_threads or max(1, int(args.cpus_per_replica)),
+                      "reference_threads": threads, "max_batch_size": args.max_batch_size, "levels": levels}))
 
 
 def validate_data(data: dict, root: str):
