@@ -3,11 +3,14 @@
 
     .venv/bin/python benchmarks/serve_load.py --data ../shared/data/gtsrb            # starts a server
     .venv/bin/python benchmarks/serve_load.py --url http://127.0.0.1:8000 --model model   # a running one
+    .venv/bin/python benchmarks/serve_load.py --direct-ingress --setups direct-grpc direct-http proxy-grpc
 
 Requests are real GTSRB validation images: `--mode predict` POSTs one PNG per request to /predict
 (what a `curl` user does); `--mode infer` POSTs OIP v2 binary UINT8 tensors of `--images-per-request`
 raw images to /infer. `--direct-ingress` sends them to the replicas' own ports, round-robin, skipping
-Ray's HTTP proxy. Each level is bounded by `--requests` and `--seconds`. The load generator runs
+Ray's HTTP proxy. `--setups` measures several ingress paths of one server side by side, level by level:
+proxy-http / proxy-grpc (Serve's proxies) and direct-http / direct-grpc (the replicas' own ports);
+gRPC requests are KServe/Triton ModelInfer calls with one raw UINT8 image (grpc.aio stub). Each level is bounded by `--requests` and `--seconds`. The load generator runs
 on the same cores as the server (say so when quoting the numbers).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -23,12 +27,20 @@ from typing import Any
 from collections import Counter
 
 import aiohttp
+import grpc
 import numpy as np
 from PIL import Image
 
 from cnnsweep.data import load_dataset
 from cnnsweep.export import create_session, read_metadata, run_logits
 from gtsrb_model import ensure_model
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc
+
+# gRPC codes that count like an HTTP 5xx: the server failed or shed the request (RESOURCE_EXHAUSTED is
+# Serve's backpressure, its 503), as opposed to a client mistake (INVALID_ARGUMENT, NOT_FOUND).
+GRPC_SERVER_ERRORS = {"INTERNAL", "UNKNOWN", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED",
+                      "DATA_LOSS", "CANCELLED", "UNIMPLEMENTED"}
 
 
 def png_bodies(images: np.ndarray) -> list[bytes]:
@@ -52,6 +64,19 @@ def infer_bodies(images: np.ndarray, per_request: int) -> list[tuple[bytes, int]
     return out
 
 
+def grpc_requests(images: np.ndarray, per_request: int, model: str) -> list:
+    """KServe/Triton ModelInferRequest: raw N x H x W x C uint8 pixels (preprocessed by the server, as
+    an uploaded PNG is), the top-1 class back (classification extension, like /predict's answer)."""
+    out = []
+    for i in range(0, len(images) - per_request + 1, per_request):
+        hwc = np.ascontiguousarray(images[i:i + per_request].transpose(0, 2, 3, 1))
+        req = pb.ModelInferRequest(model_name=model, raw_input_contents=[hwc.tobytes()])
+        req.inputs.add(name="image", datatype="UINT8", shape=list(hwc.shape))
+        req.outputs.add(name="probabilities").parameters["classification"].int64_param = 1
+        out.append(req)
+    return out
+
+
 def _request(body, mode: str) -> tuple[bytes, dict]:
     if mode == "predict":
         return body, {"Content-Type": "image/png"}
@@ -62,21 +87,52 @@ async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, s
     """Requests arriving at a fixed `rate` per second (open loop, like independent users), for the
     latency at a given fraction of the saturation throughput."""
     latencies, codes = [], Counter()
-
-    async def one(session: aiohttp.ClientSession, i: int) -> None:
-        await _timed_post(session, urls[i % len(urls)], bodies[i % len(bodies)], mode, codes, latencies)
-
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512), timeout=timeout) as s:
+    async with open_client(urls, bodies, mode, 512) as send:
         start, tasks, n = time.perf_counter(), [], int(rate * seconds)
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            tasks.append(asyncio.ensure_future(one(s, i)))
+            tasks.append(asyncio.ensure_future(send(i, codes, latencies)))
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
     out = summarize(latencies, codes, wall, 0)
     out["offered_per_s"] = rate
     return out
+
+
+@contextlib.asynccontextmanager
+async def open_client(urls: list[str], bodies: list, mode: str, connections: int):
+    """`send(i, codes, latencies)`: request i (body i, target i round-robin), timed; HTTP or gRPC."""
+    if mode == "grpc":
+        channels = [grpc.aio.insecure_channel(u) for u in urls]
+        stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in channels]
+
+        async def send(i: int, codes: Counter, latencies: list[float]) -> None:
+            await _timed_grpc(stubs[i % len(stubs)], bodies[i % len(bodies)], codes, latencies)
+
+        try:
+            yield send
+        finally:
+            for c in channels:
+                await c.close()
+        return
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections), timeout=timeout) as session:
+        async def send(i: int, codes: Counter, latencies: list[float]) -> None:
+            await _timed_post(session, urls[i % len(urls)], bodies[i % len(bodies)], mode, codes, latencies)
+
+        yield send
+
+
+async def _timed_grpc(stub, request, codes: Counter, latencies: list[float]) -> None:
+    """One ModelInfer call: OK counted as 200 (like HTTP), anything else by its status code name."""
+    t = time.perf_counter()
+    try:
+        await stub.ModelInfer(request, timeout=60)
+    except grpc.aio.AioRpcError as err:
+        codes[err.code().name] += 1
+        return
+    codes[200] += 1
+    latencies.append(time.perf_counter() - t)
 
 
 async def _timed_post(session: aiohttp.ClientSession, url: str, body: Any, mode: str, codes: Counter,
@@ -98,18 +154,16 @@ async def run_level(urls: list[str], bodies: list, mode: str, concurrency: int, 
     latencies, codes, sent = [], Counter(), 0
     deadline = time.perf_counter() + seconds
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker(send) -> None:
         nonlocal sent
         while sent < max_requests and time.perf_counter() < deadline:
-            body = bodies[sent % len(bodies)]
-            url = urls[sent % len(urls)]  # direct ingress: the client spreads requests over the replicas
+            i = sent  # direct ingress: the client spreads requests over the replicas (round-robin)
             sent += 1
-            await _timed_post(session, url, body, mode, codes, latencies)
+            await send(i, codes, latencies)
 
-    timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as s:
+    async with open_client(urls, bodies, mode, concurrency) as send:
         start = time.perf_counter()
-        await asyncio.gather(*(worker(s) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(send) for _ in range(concurrency)))
         wall = time.perf_counter() - start
     return summarize(latencies, codes, wall, concurrency)
 
@@ -121,7 +175,8 @@ def summarize(latencies: list[float], codes: Counter, wall: float, concurrency: 
             "requests_per_s": ok / wall, "p50_ms": float(np.percentile(ms, 50)),
             "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
             "errors": {str(k): v for k, v in codes.items() if k != 200},
-            "server_errors_5xx": sum(v for k, v in codes.items() if isinstance(k, int) and k >= 500)}
+            "server_errors_5xx": sum(v for k, v in codes.items() if (isinstance(k, int) and k >= 500)
+                                     or (isinstance(k, str) and k in GRPC_SERVER_ERRORS))}
 
 
 def in_process_ort(session, x: np.ndarray, batch: int, seconds: float = 2.0) -> float:
@@ -136,17 +191,35 @@ def in_process_ort(session, x: np.ndarray, batch: int, seconds: float = 2.0) -> 
     return n / (time.perf_counter() - start)
 
 
-def start_local_server(onnx_path: str, args) -> list[str]:
+def start_local_server(onnx_path: str, args) -> str:
     from cnnsweep.serving import build_settings
-    from cnnsweep.distributed.serve import replica_urls, start_server
+    from cnnsweep.distributed.serve import start_server
 
     settings = build_settings({"models": [{"path": onnx_path, "name": args.model}],
                                "max_batch_size": args.max_batch_size, "num_cpus": args.cpus_per_replica,
                                "num_replicas": args.replicas, "batch_wait_timeout_s": args.batch_wait_ms / 1000,
                                "max_ongoing_requests": args.max_ongoing or max(64, 2 * args.max_batch_size),
-                               "max_queued_requests": args.max_queued})
-    base = start_server(settings, port=args.port, direct_ingress=args.direct_ingress)
-    return replica_urls(args.port) if args.direct_ingress else [base]
+                               "max_queued_requests": args.max_queued, "num_threads": args.ort_threads})
+    grpc_port = args.grpc_port if any("grpc" in name for name in args.setups) else None
+    return start_server(settings, port=args.port, direct_ingress=args.direct_ingress, grpc_port=grpc_port)
+
+
+def setup_targets(name: str, args, proxy_url: str) -> tuple[str, list[str]]:
+    """(mode, targets) of one setup: proxy-http, proxy-grpc (Serve's proxies), direct-http, direct-grpc
+    (each replica's own port, round-robin; needs --direct-ingress, where the proxies stay up too)."""
+    from cnnsweep.distributed.serve import replica_urls
+
+    proxy, protocol = name.split("-")
+    if proxy == "direct" and not args.direct_ingress:
+        raise SystemExit(f"setup {name} needs --direct-ingress")
+    if protocol == "grpc":
+        targets = [f"127.0.0.1:{args.grpc_port}"] if proxy == "proxy" else replica_urls(args.grpc_port, protocol="gRPC")
+        return "grpc", targets
+    bases = [proxy_url] if proxy == "proxy" else replica_urls(args.port)
+    return args.mode, [f"{base}/v2/models/{args.model}/{args.mode}" for base in bases]
+
+
+SETUPS = ["proxy-http", "proxy-grpc", "direct-http", "direct-grpc"]
 
 
 def parse_args():
@@ -163,60 +236,81 @@ def parse_args():
     p.add_argument("--seconds", type=float, default=20, help="max seconds per level")
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--cpus-per-replica", type=float, default=2)
+    p.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime threads per replica "
+                   "[= --cpus-per-replica]; the in-process reference keeps --cpus-per-replica threads")
+    p.add_argument("--reference-threads", type=int, default=None, help="threads of the in-process ORT "
+                   "reference [--cpus-per-replica]: 2 = the whole box, for replicas of 1 CPU each")
     p.add_argument("--max-queued", type=int, default=512)
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--max-ongoing", type=int, default=None, help="per replica [max(64, 2 x batch)]")
     p.add_argument("--batch-wait-ms", type=float, default=2.0)
     p.add_argument("--same-thread", action="store_true", help="RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0 "
                    "(user code on the replica's own event loop: one thread hop less per request)")
+    p.add_argument("--throughput-optimized", action="store_true", help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1 "
+                   "(Ray 2.60: user code on the replica loop, GC frozen at start-up, buffered request logs, ...)")
     p.add_argument("--direct-ingress", action="store_true", help="RAY_SERVE_ENABLE_DIRECT_INGRESS=1: each "
                    "replica serves HTTP itself (no proxy hop); requests go round-robin to the replicas' ports")
+    p.add_argument("--grpc-port", type=int, default=9123, help="Serve's gRPC proxy (grpc setups)")
+    p.add_argument("--setups", nargs="+", default=None, choices=SETUPS, help="measured side by side, "
+                   "interleaved level by level [direct-http with --direct-ingress, else proxy-http]; "
+                   "HTTP setups use --mode, gRPC ones send raw UINT8 images to ModelInfer")
     p.add_argument("--open-loop-fraction", type=float, default=0.8, help="then a fixed-rate level at this "
                    "fraction of the best throughput measured (0 = skip)")
-    return p.parse_args()
+    args = p.parse_args()
+    args.setups = args.setups or ["direct-http" if args.direct_ingress else "proxy-http"]
+    return args
 
 
 def main() -> None:
     args = parse_args()
     if args.same_thread:  # read by the replicas, which inherit the driver's environment on a local start
         os.environ["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] = "0"
+    if args.throughput_optimized:
+        os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     report = ensure_model(args.data, args.model_dir)
     info = read_metadata(report["onnx"])
     valid = load_dataset(validate_data(info.config["data"], args.data)).valid.images[:512]
     x = info.preprocess(valid).numpy()
-    threads = max(1, int(args.cpus_per_replica))
+    threads = args.reference_threads or max(1, int(args.cpus_per_replica))
     session = create_session(report["onnx"], num_threads=threads, device="cpu")
-    bases = [args.url] if args.url else start_local_server(report["onnx"], args)
-    urls = [f"{base}/v2/models/{args.model}/{args.mode}" for base in bases]
-    print(f"endpoints: {urls}", flush=True)
+    proxy_url = args.url or start_local_server(report["onnx"], args)
     raw = valid.numpy()
-    bodies = png_bodies(raw) if args.mode == "predict" else infer_bodies(raw, args.images_per_request)
     per_request = 1 if args.mode == "predict" else args.images_per_request
-    levels = []
+    bodies = {"predict": png_bodies(raw), "grpc": grpc_requests(raw, 1, args.model),
+              "infer": infer_bodies(raw, args.images_per_request)}
+    setups = {name: setup_targets(name, args, proxy_url) for name in args.setups}
+    print(f"endpoints: {setups}", flush=True)
+    levels = {name: [] for name in setups}
     for c in args.concurrency:
-        level = asyncio.run(run_level(urls, bodies, args.mode, c, args.requests, args.seconds))
-        level["images_per_s"] = level["requests_per_s"] * per_request
-        # The baseline is measured right after each level: on a shared machine the background load
-        # drifts within minutes, and a ratio is only meaningful between numbers taken together.
-        level["ort_images_per_s"] = {b: in_process_ort(session, x, b) for b in (1, args.max_batch_size)}
-        level["ratio_vs_ort_batch"] = level["images_per_s"] / level["ort_images_per_s"][args.max_batch_size]
-        level["ratio_vs_ort_batch_1"] = level["images_per_s"] / level["ort_images_per_s"][1]
-        level["loadavg"] = os.getloadavg()[0]
-        levels.append(level)
-        print(format_level(level), flush=True)
-    open_loop = None
+        for name, (mode, targets) in setups.items():  # interleaved: each setup sees the same background load
+            level = asyncio.run(run_level(targets, bodies[mode], mode, c, args.requests, args.seconds))
+            level["images_per_s"] = level["requests_per_s"] * (1 if mode == "grpc" else per_request)
+            # The baseline is measured right after each level: on a shared machine the background load
+            # drifts within minutes, and a ratio is only meaningful between numbers taken together.
+            level["ort_images_per_s"] = {b: in_process_ort(session, x, b) for b in (1, args.max_batch_size)}
+            level["ratio_vs_ort_batch"] = level["images_per_s"] / level["ort_images_per_s"][args.max_batch_size]
+            level["ratio_vs_ort_batch_1"] = level["images_per_s"] / level["ort_images_per_s"][1]
+            level["loadavg"] = os.getloadavg()[0]
+            levels[name].append(level)
+            print(f"{name:<12} {format_level(level)}", flush=True)
+    open_loops = {}
     if args.open_loop_fraction > 0:
-        best = max(levels, key=lambda r: r["images_per_s"])
-        open_loop = asyncio.run(run_open_loop(urls, bodies, args.mode, args.open_loop_fraction * best["requests_per_s"],
-                                              args.seconds))
-        open_loop["loadavg"] = os.getloadavg()[0]
-        print(f"open loop at {args.open_loop_fraction:.0%} of {best['requests_per_s']:.0f} req/s: "
-              f"{open_loop['requests_per_s']:.1f} req/s  p50 {open_loop['p50_ms']:.1f} ms  p99 {open_loop['p99_ms']:.1f} ms"
-              f"  errors {open_loop['errors'] or '-'}  load {open_loop['loadavg']:.1f}", flush=True)
-    print(json.dumps({"open_loop": open_loop, "replicas": args.replicas, "same_thread": args.same_thread,
-                      "direct_ingress": args.direct_ingress,
+        for name, (mode, targets) in setups.items():
+            best = max(levels[name], key=lambda r: r["images_per_s"])
+            rate = args.open_loop_fraction * best["requests_per_s"]
+            loop = asyncio.run(run_open_loop(targets, bodies[mode], mode, rate, args.seconds))
+            loop["loadavg"] = os.getloadavg()[0]
+            open_loops[name] = loop
+            print(f"{name:<12} open loop at {args.open_loop_fraction:.0%} of {best['requests_per_s']:.0f} req/s: "
+                  f"{loop['requests_per_s']:.1f} req/s  p50 {loop['p50_ms']:.1f} ms  p99 {loop['p99_ms']:.1f} ms"
+                  f"  errors {loop['errors'] or '-'}  5xx {loop['server_errors_5xx']}  load {loop['loadavg']:.1f}",
+                  flush=True)
+    print(json.dumps({"open_loop": open_loops, "replicas": args.replicas, "same_thread": args.same_thread,
+                      "direct_ingress": args.direct_ingress, "setups": {n: t for n, (_, t) in setups.items()},
+                      "throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
                       "mode": args.mode, "images_per_request": per_request, "cpu_count": os.cpu_count(),
-                      "replica_threads": threads, "max_batch_size": args.max_batch_size, "levels": levels}))
+                      "replica_threads": args.ort_threads or max(1, int(args.cpus_per_replica)),
+                      "reference_threads": threads, "max_batch_size": args.max_batch_size, "levels": levels}))
 
 
 def validate_data(data: dict, root: str):

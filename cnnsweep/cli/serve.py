@@ -17,15 +17,28 @@ def _specs(models: List[str], names: Optional[List[str]]) -> list[dict]:
     return [{"path": m, "name": n} for m, n in zip(models, names or [None] * len(models))]
 
 
-def _ready_message(url: str, names: list[str], port: int, direct_ingress: bool) -> None:
+def _ready_message(url: str, names: list[str], port: int, direct_ingress: bool, grpc: Optional[str]) -> None:
     err.print(f"[bold green]serving[/] {', '.join(names)} at {url}  (Ctrl-C to stop)", highlight=False)
     if direct_ingress:  # each replica on its own port; clients spread their requests over them
         from cnnsweep.distributed.serve import replica_urls
 
         err.print(f"  direct ingress, one URL per replica: {' '.join(replica_urls(port))}", highlight=False,
                   soft_wrap=True)
+    if grpc:
+        _grpc_message(grpc, direct_ingress)
     err.print(f"  curl -F file=@img.png {url}/v2/models/{names[0]}/predict", highlight=False, soft_wrap=True)
     err.print(f"  API docs: {url}/docs", highlight=False)
+
+
+def _grpc_message(address: str, direct_ingress: bool) -> None:
+    """Where the KServe/Triton gRPC service answers (tritonclient.grpc.InferenceServerClient(url=...))."""
+    err.print(f"  gRPC (KServe/Triton inference.GRPCInferenceService) at {address}", highlight=False)
+    if direct_ingress:
+        from cnnsweep.distributed.serve import replica_urls
+
+        port = int(address.rsplit(":", 1)[1])
+        err.print(f"  direct ingress, one gRPC address per replica: {' '.join(replica_urls(port, protocol='gRPC'))}",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("serve")
@@ -52,6 +65,9 @@ def serve_cmd(
                                         "port (30000-31000, printed at start) without Ray's proxy: 2.3-3x the "
                                         "single-image throughput on 2 cores (BENCHMARKS.md); no load "
                                         "balancing across replicas"),
+    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", min=1, max=65535, help="also serve the "
+                                            "KServe/Triton gRPC protocol on this port (on --host; needs "
+                                            "tritonclient[grpc]) [off]"),
 ) -> None:
     """Serve models over HTTP with Ray Serve (Open Inference Protocol v2 + image upload); blocks until
     Ctrl-C or SIGTERM, then shuts down cleanly (exit 0)."""
@@ -65,8 +81,10 @@ def serve_cmd(
             "num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica,
             "max_body_bytes": int(max_body_mb * 1024 * 1024)})
         names = [m.served_name for m in settings.models]
-        serve_forever(settings, on_ready=lambda url: _ready_message(url, names, port, direct_ingress), host=host,
-                      port=port, address=address, request_timeout_s=request_timeout_s, direct_ingress=direct_ingress)
+        grpc = None if grpc_port is None else f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{grpc_port}"
+        serve_forever(settings, on_ready=lambda url: _ready_message(url, names, port, direct_ingress, grpc),
+                      host=host, port=port, address=address, request_timeout_s=request_timeout_s,
+                      direct_ingress=direct_ingress, grpc_port=grpc_port)
     except ServeConfigError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(USAGE_EXIT) from None

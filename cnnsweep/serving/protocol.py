@@ -24,6 +24,7 @@ from cnnsweep.serving.settings import ServeSettings
 
 HEADER_LENGTH = "inference-header-content-length"
 DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
+INPUT_NAMES = ("input", "image")  # FP32 normalized, UINT8 raw pixels
 MAX_DIMS = 4  # N x C x H x W or N x H x W x C (N x H x W gray): numpy itself fails above 64 dims
 
 
@@ -97,19 +98,25 @@ def _binary_values(params: dict, tail: memoryview, offset: int, dtype: np.dtype,
     return np.frombuffer(tail[offset:offset + size], dtype=dtype), offset + size
 
 
+def check_tensor_header(name: str, datatype: str, shape: list[int], max_values: int) -> tuple[np.dtype, int]:
+    """(numpy dtype, number of values) of a declared input tensor; shared by the REST and gRPC protocols."""
+    dtype = DTYPES.get(datatype)
+    if dtype is None:
+        raise bad_request(f"input {name!r}: datatype {datatype!r} is not supported; send FP32 "
+                          f"[N, C, H, W] (normalized) or UINT8 [N, H, W, C] (raw pixels)")
+    if not 1 <= len(shape) <= MAX_DIMS:
+        raise bad_request(f"input {name!r}: shape has {len(shape)} dimensions; expected 3 or 4")
+    if any(d < 0 for d in shape):
+        raise bad_request(f"input {name!r}: shape {list(shape)} has a negative dimension")
+    count = math.prod(shape)
+    if count > max_values:
+        raise HttpError(413, f"input {name!r}: shape {list(shape)} is {count:,} values; the limit is {max_values:,}")
+    return dtype, count
+
+
 def decode_tensor(inp: InferInput, tail: bytes, max_values: int) -> np.ndarray:
     """The input's values as an array of its declared shape (FP32 or UINT8 only)."""
-    dtype = DTYPES.get(inp.datatype)
-    if dtype is None:
-        raise bad_request(f"input {inp.name!r}: datatype {inp.datatype!r} is not supported; send FP32 "
-                          f"[N, C, H, W] (normalized) or UINT8 [N, H, W, C] (raw pixels)")
-    if not 1 <= len(inp.shape) <= MAX_DIMS:
-        raise bad_request(f"input {inp.name!r}: shape has {len(inp.shape)} dimensions; expected 3 or 4")
-    if any(d < 0 for d in inp.shape):
-        raise bad_request(f"input {inp.name!r}: shape {inp.shape} has a negative dimension")
-    count = math.prod(inp.shape)
-    if count > max_values:
-        raise HttpError(413, f"input {inp.name!r}: shape {inp.shape} is {count:,} values; the limit is {max_values:,}")
+    dtype, count = check_tensor_header(inp.name, inp.datatype, inp.shape, max_values)
     params = inp.parameters or {}
     if "binary_data_size" in params:
         arr, used = _binary_values(params, memoryview(tail), 0, dtype, count)
@@ -132,10 +139,18 @@ def _check_batch(n: int, limit: int) -> None:
 def model_input(req: InferRequest, tail: bytes, model: ServedModel, settings: ServeSettings) -> np.ndarray:
     """The request's tensor as normalized float32 N x C x H x W, checked against the model and limits."""
     inp = req.inputs[0]
-    if inp.name not in ("input", "image"):
-        raise bad_request(f"unknown input {inp.name!r}; this model takes 'input' (FP32 [N,C,H,W]) "
+    check_input_name(inp.name)
+    return tensor_to_model_input(decode_tensor(inp, tail, settings.max_body_bytes), model, settings)
+
+
+def check_input_name(name: str) -> None:
+    if name not in INPUT_NAMES:
+        raise bad_request(f"unknown input {name!r}; this model takes 'input' (FP32 [N,C,H,W]) "
                           f"or 'image' (UINT8 [N,H,W,C])")
-    x = decode_tensor(inp, tail, settings.max_body_bytes)
+
+
+def tensor_to_model_input(x: np.ndarray, model: ServedModel, settings: ServeSettings) -> np.ndarray:
+    """A decoded FP32 or UINT8 tensor -> normalized float32 N x C x H x W (UINT8 through `Preprocess`)."""
     if x.dtype == np.float32:
         return _fp32_input(x, model, settings)
     return _uint8_input(x, model, settings)

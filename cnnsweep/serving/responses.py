@@ -12,16 +12,31 @@ from cnnsweep.serving.errors import bad_request
 from cnnsweep.serving.model import VERSION, ServedModel
 from cnnsweep.serving.protocol import InferRequest, RequestedOutput
 
-OUTPUT = "logits"
+OUTPUT = "logits"  # the default output; "probabilities" = its softmax (what /predict scores are)
+OUTPUTS = (OUTPUT, "probabilities")
 
 
-def _classification_k(params: dict[str, Any], num_classes: int) -> Optional[int]:
+def classification_k(params: dict[str, Any], num_classes: int) -> Optional[int]:
     k = params.get("classification")
     if k is None:
         return None
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise bad_request(f"parameters.classification must be a whole number >= 1, got {k!r}")
     return min(k, num_classes)  # like Triton: asking for more classes than exist returns them all
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """N x K logits -> N x K float32 softmax (computed in float64: the same numbers as `top_k`)."""
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def output_values(name: str, logits: np.ndarray) -> np.ndarray:
+    """The values of output `name` ("logits" or "probabilities"); 400 for any other name."""
+    if name not in OUTPUTS:
+        raise bad_request(f"unknown output {name!r}; this model has {list(OUTPUTS)}")
+    return logits if name == OUTPUT else probabilities(logits)
 
 
 def classify(logits: np.ndarray, k: int, class_names: list[str]) -> np.ndarray:
@@ -31,7 +46,7 @@ def classify(logits: np.ndarray, k: int, class_names: list[str]) -> np.ndarray:
                     dtype=object)
 
 
-def _bytes_tensor(values: np.ndarray) -> bytes:
+def bytes_tensor(values: np.ndarray) -> bytes:
     """Triton's BYTES wire format: each element a 4-byte little-endian length, then its bytes."""
     parts = []
     for s in values.reshape(-1):
@@ -43,20 +58,19 @@ def _bytes_tensor(values: np.ndarray) -> bytes:
 def _output(spec: RequestedOutput, logits: np.ndarray, model: ServedModel, binary_default: bool):
     """(JSON entry, binary payload or None) for one requested output."""
     params = spec.parameters or {}
-    if spec.name != OUTPUT:
-        raise bad_request(f"unknown output {spec.name!r}; this model has {OUTPUT!r}")
+    tensor = output_values(spec.name, logits)
     binary = params.get("binary_data", binary_default)
     if not isinstance(binary, bool):
         raise bad_request(f"parameters.binary_data must be true or false, got {binary!r}")
-    k = _classification_k(params, model.info.num_classes)
+    k = classification_k(params, model.info.num_classes)
     if k is None:
-        entry = {"name": OUTPUT, "datatype": "FP32", "shape": list(logits.shape)}
-        payload = logits.astype("<f4").tobytes() if binary else None
-        values = None if binary else logits.reshape(-1).tolist()
+        entry = {"name": spec.name, "datatype": "FP32", "shape": list(tensor.shape)}
+        payload = tensor.astype("<f4").tobytes() if binary else None
+        values = None if binary else tensor.reshape(-1).tolist()
     else:
-        labels = classify(logits, k, model.info.class_names)
-        entry = {"name": OUTPUT, "datatype": "BYTES", "shape": list(labels.shape)}
-        payload = _bytes_tensor(labels) if binary else None
+        labels = classify(tensor, k, model.info.class_names)
+        entry = {"name": spec.name, "datatype": "BYTES", "shape": list(labels.shape)}
+        payload = bytes_tensor(labels) if binary else None
         values = None if binary else labels.reshape(-1).tolist()
     if binary:
         entry["parameters"] = {"binary_data_size": len(payload)}

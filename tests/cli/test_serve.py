@@ -104,17 +104,24 @@ def _wait_for_line(proc: subprocess.Popen, log: Path, pattern: str, seconds: flo
 @pytest.mark.slow
 def test_serve_direct_ingress_answers_on_the_replica_port_and_exits_0(tmp_path):
     """--direct-ingress: the replica itself answers on its own port (not the proxy's), with the same
-    4xx JSON and read deadline (408), and SIGTERM still ends the process with exit 0 and closes that port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    4xx JSON and read deadline (408), over HTTP and, with --grpc-port, over the KServe/Triton gRPC
+    protocol; SIGTERM still ends the process with exit 0 and closes that port."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    port, grpc_port = ports
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
     log = tmp_path / "stderr.txt"
     with log.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-c", "from cnnsweep.cli import app; app()", "serve",
                                  str(_tiny_onnx(tmp_path)), "--port", str(port), "--cpus-per-replica", "0.5",
-                                 "--direct-ingress"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
-        url = _wait_for_line(proc, log, r"one URL per replica: (http://127\.0\.0\.1:(\d+))", 180)
+                                 "--direct-ingress", "--grpc-port", str(grpc_port)], env=env, cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        grpc_replica = _wait_for_line(proc, log, r"one gRPC address per replica: (127\.0\.0\.1:\d+)", 180).group(1)
+        _check_grpc_replica(grpc_replica, grpc_port)
+        url = _wait_for_line(proc, log, r"one URL per replica: (http://127\.0\.0\.1:(\d+))", 10)
         replica, replica_port = url.group(1), int(url.group(2))
         assert replica_port != port
         r = requests.post(f"{replica}/v2/models/tiny/predict", data=_png_bytes(), timeout=30,
@@ -133,6 +140,26 @@ def test_serve_direct_ingress_answers_on_the_replica_port_and_exits_0(tmp_path):
     assert proc.returncode == 0, log.read_text()[-3000:]
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{replica}/v2/health/live", timeout=2)
+
+
+def _check_grpc_replica(address: str, proxy_port: int) -> None:
+    """The replica's own gRPC port: raw UINT8 pixels in, probabilities out; a bad dtype INVALID_ARGUMENT."""
+    import grpc
+    import tritonclient.grpc as tg
+    from tritonclient.grpc import service_pb2 as pb
+    from tritonclient.grpc import service_pb2_grpc
+
+    assert int(address.rsplit(":", 1)[1]) != proxy_port
+    client = tg.InferenceServerClient(url=address)
+    inp = tg.InferInput("image", [2, 8, 8, 1], "UINT8")
+    inp.set_data_from_numpy((np.arange(128, dtype=np.uint8) * 2).reshape(2, 8, 8, 1))
+    probs = client.infer("tiny", [inp], outputs=[tg.InferRequestedOutput("probabilities")]).as_numpy("probabilities")
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    bad = pb.ModelInferRequest(model_name="tiny", raw_input_contents=[bytes(64 * 8)])
+    bad.inputs.add(name="input", datatype="FP64", shape=[1, 1, 8, 8])
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as err:
+        service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(bad, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "FP64" in err.value.details()
 
 
 def _stalled_upload_answer(port: int) -> str:

@@ -8,12 +8,15 @@ preprocesses and infers in one process. `num_replicas` scales all models togethe
 from __future__ import annotations
 
 import asyncio
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from ray import serve
 
+from cnnsweep.distributed.serve.grpc_bind import bind_grpc_to_host
+from cnnsweep.distributed.serve.proxy_setup import register_grpc_messages
 from cnnsweep.serving.http_app import build_http_app
 from cnnsweep.serving.model import ServedModel, load_served_models
 from cnnsweep.serving.settings import ServeSettings, build_settings
@@ -33,6 +36,8 @@ class InferenceServer:
         import torch
 
         torch.set_num_threads(1)  # torch only preprocesses single requests here; ORT owns the cores
+        bind_grpc_to_host()  # Ray: direct ingress starts this replica's gRPC server after __init__
+        register_grpc_messages()  # Ray: gRPC requests from the proxy arrive pickled
         self.settings: ServeSettings = build_settings(settings)
         self.models: dict[str, ServedModel] = load_served_models(self.settings)
         # One thread runs ORT so batches execute one after another while the event loop keeps
@@ -59,6 +64,35 @@ class InferenceServer:
     async def infer(self, name: str, x: np.ndarray) -> np.ndarray:
         """Normalized float32 N x C x H x W -> logits N x K, batched with concurrent requests."""
         return await self._batchers[name](x)
+
+    # ------------------------------------------------------------------ KServe/Triton gRPC (OIP v2)
+    # Ray: Serve's gRPC ingress (the proxy's port, or each replica's own with direct ingress) routes
+    # /inference.GRPCInferenceService/<Method> to the deployment method of the same name, with the
+    # deserialized request and Ray's RayServegRPCContext as `grpc_context` (status code + details).
+
+    @functools.cached_property
+    def _grpc(self):
+        from cnnsweep.serving.grpc_service import GrpcService  # needs tritonclient[grpc]: only when used
+
+        return GrpcService(self)
+
+    async def ModelInfer(self, request, grpc_context):
+        return await self._grpc.call("ModelInfer", request, grpc_context)
+
+    async def ModelMetadata(self, request, grpc_context):
+        return await self._grpc.call("ModelMetadata", request, grpc_context)
+
+    async def ModelReady(self, request, grpc_context):
+        return await self._grpc.call("ModelReady", request, grpc_context)
+
+    async def ServerLive(self, request, grpc_context):
+        return await self._grpc.call("ServerLive", request, grpc_context)
+
+    async def ServerReady(self, request, grpc_context):
+        return await self._grpc.call("ServerReady", request, grpc_context)
+
+    async def ServerMetadata(self, request, grpc_context):
+        return await self._grpc.call("ServerMetadata", request, grpc_context)
 
 
 def build_deployment(settings: ServeSettings):

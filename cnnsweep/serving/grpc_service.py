@@ -1,0 +1,69 @@
+"""The KServe/Triton gRPC methods for a hub (the Ray Serve deployment, or any object with `settings`,
+`models` and `async infer(name, x)`), without Ray: each takes the request message and a context
+with `set_code` / `set_details` (grpc's, or Ray Serve's `RayServegRPCContext`), and returns the reply
+message; a client mistake sets INVALID_ARGUMENT or NOT_FOUND on the context and returns an empty reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable
+
+from cnnsweep.serving import grpc_protocol as gp
+from cnnsweep.serving.http_app import INLINE_BODY_BYTES, Hub
+
+# The methods a deployment exposes, named as the gRPC service names them (Ray Serve routes
+# /inference.GRPCInferenceService/<Method> to the deployment method of the same name).
+METHODS = ("ModelInfer", "ModelMetadata", "ModelReady", "ServerLive", "ServerReady", "ServerMetadata")
+SERVICER_FUNCTION = "tritonclient.grpc.service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
+
+
+async def answer(method: str, context: Any, call: Callable[[], Awaitable[Any]]) -> Any:
+    """`await call()`, or, on a GrpcError, its code and message on `context` and an empty reply."""
+    try:
+        return await call()
+    except gp.GrpcError as err:
+        context.set_code(err.code)
+        context.set_details(err.message)
+        return gp.empty_response(method)
+
+
+class GrpcService:
+    """One replica's gRPC methods over its hub; `heavy` bounds large tensors preprocessed off the loop."""
+
+    def __init__(self, hub: Hub):
+        self.hub = hub
+        self.heavy = asyncio.Semaphore(hub.settings.max_heavy_requests)
+
+    async def model_infer(self, request) -> Any:
+        model = gp.find_model(self.hub.models, request.model_name, request.model_version)
+        if sum(len(raw) for raw in request.raw_input_contents) <= INLINE_BODY_BYTES:
+            x = gp.model_input(request, model, self.hub.settings)  # one 32 x 32 image: ~50 us, inline
+        else:  # a large batch of raw pixels: resize/normalize in a thread, at most `heavy` at once
+            async with self.heavy:
+                x = await asyncio.to_thread(gp.model_input, request, model, self.hub.settings)
+        return gp.infer_response(request, model, await self.hub.infer(model.name, x))
+
+    async def model_metadata(self, request) -> Any:
+        return gp.metadata_response(gp.find_model(self.hub.models, request.name, request.version))
+
+    async def model_ready(self, request) -> Any:
+        return gp.model_ready_response(self.hub.models, request.name, request.version)
+
+    async def server_live(self, request) -> Any:
+        return gp.pb.ServerLiveResponse(live=True)
+
+    async def server_ready(self, request) -> Any:
+        return gp.pb.ServerReadyResponse(ready=bool(self.hub.models))
+
+    async def server_metadata(self, request) -> Any:
+        return gp.server_metadata_response()
+
+    async def call(self, method: str, request, context) -> Any:
+        """Run gRPC method `method` (e.g. "ModelInfer") on `request`."""
+        handler = getattr(self, _snake(method))
+        return await answer(method, context, lambda: handler(request))
+
+
+def _snake(method: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in method).lstrip("_")

@@ -1,0 +1,102 @@
+"""The gRPC protocol without Ray or a server: a plain in-process hub, a context that records the status.
+Raw and typed contents decode to the same model input as the REST path; client mistakes set a status."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("tritonclient.grpc")
+
+from cnnsweep.config import ModelConfig  # noqa: E402
+from cnnsweep.export import OnnxModelInfo, export_onnx  # noqa: E402
+from cnnsweep.models import build_model  # noqa: E402
+from cnnsweep.serving.grpc_messages import pb  # noqa: E402
+from cnnsweep.serving.grpc_service import GrpcService  # noqa: E402
+from cnnsweep.serving.model import load_served_model  # noqa: E402
+from cnnsweep.serving.settings import ModelSpec, build_settings  # noqa: E402
+from cnnsweep.transforms import Preprocess  # noqa: E402
+
+
+class LocalHub:
+    def __init__(self, model):
+        self.settings = build_settings({"models": [str(model.path)], "max_batch_size": 4})
+        self.models = {model.name: model}
+
+    async def infer(self, name, x):
+        return self.models[name].run(x)
+
+
+class Context:
+    def __init__(self):
+        self.code, self.details = None, None
+
+    def set_code(self, code):
+        self.code = code
+
+    def set_details(self, details):
+        self.details = details
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    torch.manual_seed(0)
+    pre = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8, mean=(0.5,), std=(0.2,))
+    model = build_model(ModelConfig(num_stages=1, width=4, convs_per_stage=1), 3, 1, 8).eval()
+    path = export_onnx(model, OnnxModelInfo(["a", "b", "c"], pre), tmp_path_factory.mktemp("m") / "tiny.onnx")
+    return GrpcService(LocalHub(load_served_model(ModelSpec(path=str(path)), 1)))
+
+
+def _call(service, method, request):
+    context = Context()
+    reply = asyncio.run(service.call(method, request, context))
+    return reply, context
+
+
+PIXELS = (np.arange(128, dtype=np.uint8) * 2).reshape(2, 8, 8, 1)
+
+
+def _uint8_request(raw: bool) -> pb.ModelInferRequest:
+    req = pb.ModelInferRequest(model_name="tiny")
+    inp = req.inputs.add(name="image", datatype="UINT8", shape=[2, 8, 8, 1])
+    if raw:
+        req.raw_input_contents.append(PIXELS.tobytes())
+    else:
+        inp.contents.uint_contents.extend(PIXELS.reshape(-1).tolist())
+    req.outputs.add(name="logits")
+    req.outputs.add(name="probabilities")
+    return req
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw_input_contents", "contents"])
+def test_uint8_pixels_give_the_rest_paths_model_input(service, raw):
+    model = service.hub.models["tiny"]
+    expected = model.run(model.prepare_pixels(PIXELS))
+    reply, context = _call(service, "ModelInfer", _uint8_request(raw))
+    assert context.code is None
+    logits = np.frombuffer(reply.raw_output_contents[0], "<f4").reshape(2, 3)
+    probs = np.frombuffer(reply.raw_output_contents[1], "<f4").reshape(2, 3)
+    np.testing.assert_allclose(logits, expected, atol=1e-6)
+    np.testing.assert_allclose(probs, np.exp(expected) / np.exp(expected).sum(1, keepdims=True), atol=1e-6)
+    assert [o.name for o in reply.outputs] == ["logits", "probabilities"] and list(reply.outputs[0].shape) == [2, 3]
+
+
+def test_a_client_mistake_sets_a_status_and_returns_an_empty_reply(service):
+    req = _uint8_request(raw=True)
+    req.inputs[0].datatype = "BOOL"
+    reply, context = _call(service, "ModelInfer", req)
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and "BOOL" in context.details
+    assert reply == pb.ModelInferResponse()
+    reply, context = _call(service, "ModelMetadata", pb.ModelMetadataRequest(name="nope"))
+    assert context.code == grpc.StatusCode.NOT_FOUND and reply == pb.ModelMetadataResponse()
+
+
+def test_uint8_contents_above_255_are_invalid(service):
+    req = _uint8_request(raw=False)
+    req.inputs[0].contents.uint_contents[0] = 256
+    _, context = _call(service, "ModelInfer", req)
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and "0..255" in context.details
