@@ -147,3 +147,14 @@ def test_load_search_collects_type_errors_by_path():
     with pytest.raises(ConfigError) as err:
         _search({"num_samples": 0, "mode": "up", "space": {"train.lr": {"uniform": [1e-4, 1e-2]}}})
     assert "search.num_samples" in str(err.value) and "search.mode" in str(err.value)
+
+
+def test_default_startup_trials_is_half_the_trials_within_4_to_10():
+    from cnnsweep.sweep.space import SearchConfig, default_startup_trials
+
+    def auto(n):
+        return default_startup_trials(SearchConfig.model_validate({"num_samples": n, "space": {"train.lr": {"choice": [0.1]}}}))
+
+    assert [auto(n) for n in (2, 6, 12, 20, 32, 200)] == [4, 4, 6, 10, 10, 10]
+    explicit = SearchConfig.model_validate({"num_samples": 32, "startup_trials": 3, "space": {"train.lr": {"choice": [0.1]}}})
+    assert default_startup_trials(explicit) == 3
