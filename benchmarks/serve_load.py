@@ -9,7 +9,8 @@ Requests are real GTSRB validation images: `--mode predict` POSTs one PNG per re
 (what a `curl` user does); `--mode infer` POSTs OIP v2 binary UINT8 tensors of `--images-per-request`
 raw images to /infer. `--direct-ingress` sends them to the replicas' own ports, round-robin, skipping
 Ray's HTTP proxy. `--setups` measures several ingress paths of one server side by side, level by level:
-proxy-http / proxy-grpc (Serve's proxies) and direct-http / direct-grpc (the replicas' own ports);
+proxy-http / proxy-grpc (Serve's proxies), direct-http / direct-grpc (the replicas' own ports) and
+fast-http (the replicas' fast HTTP front on one shared `--fast-port`, `cnnsweep serve --fast-port`);
 gRPC requests are KServe/Triton ModelInfer calls with one raw UINT8 image (grpc.aio stub). Each level is bounded by `--requests` and `--seconds`. The load generator runs
 on the same cores as the server (say so when quoting the numbers).
 """
@@ -200,6 +201,8 @@ def start_local_server(onnx_path: str, args) -> str:
                                "num_replicas": args.replicas, "batch_wait_timeout_s": args.batch_wait_ms / 1000,
                                "max_ongoing_requests": args.max_ongoing or max(64, 2 * args.max_batch_size),
                                "max_queued_requests": args.max_queued, "num_threads": args.ort_threads})
+    if any(name.startswith("fast") for name in args.setups):
+        settings = settings.model_copy(update={"fast_port": args.fast_port})
     grpc_port = args.grpc_port if any("grpc" in name for name in args.setups) else None
     return start_server(settings, port=args.port, direct_ingress=args.direct_ingress, grpc_port=grpc_port)
 
@@ -210,16 +213,21 @@ def setup_targets(name: str, args, proxy_url: str) -> tuple[str, list[str]]:
     from cnnsweep.distributed.serve import replica_urls
 
     proxy, protocol = name.split("-")
+    if proxy == "fast":  # every replica's fast front on the one shared port (the kernel spreads connections)
+        return args.mode, [f"http://127.0.0.1:{args.fast_port}/v2/models/{args.model}/{args.mode}"]
     if proxy == "direct" and not args.direct_ingress:
         raise SystemExit(f"setup {name} needs --direct-ingress")
     if protocol == "grpc":
         targets = [f"127.0.0.1:{args.grpc_port}"] if proxy == "proxy" else replica_urls(args.grpc_port, protocol="gRPC")
         return "grpc", targets
-    bases = [proxy_url] if proxy == "proxy" else replica_urls(args.port)
+    # With --direct-ingress, start_server returns a replica's URL: the proxy is named by its port here
+    # (before 2026-12-03 this used that URL, so "proxy-http" measured a replica's own port).
+    proxy_base = f"http://127.0.0.1:{args.port}" if args.direct_ingress and not args.url else proxy_url
+    bases = [proxy_base] if proxy == "proxy" else replica_urls(args.port)
     return args.mode, [f"{base}/v2/models/{args.model}/{args.mode}" for base in bases]
 
 
-SETUPS = ["proxy-http", "proxy-grpc", "direct-http", "direct-grpc"]
+SETUPS = ["proxy-http", "proxy-grpc", "direct-http", "direct-grpc", "fast-http"]
 
 
 def parse_args():
@@ -251,6 +259,7 @@ def parse_args():
     p.add_argument("--direct-ingress", action="store_true", help="RAY_SERVE_ENABLE_DIRECT_INGRESS=1: each "
                    "replica serves HTTP itself (no proxy hop); requests go round-robin to the replicas' ports")
     p.add_argument("--grpc-port", type=int, default=9123, help="Serve's gRPC proxy (grpc setups)")
+    p.add_argument("--fast-port", type=int, default=8124, help="the replicas' fast HTTP front (fast-http setup)")
     p.add_argument("--setups", nargs="+", default=None, choices=SETUPS, help="measured side by side, "
                    "interleaved level by level [direct-http with --direct-ingress, else proxy-http]; "
                    "HTTP setups use --mode, gRPC ones send raw UINT8 images to ModelInfer")

@@ -17,8 +17,15 @@ def _specs(models: List[str], names: Optional[List[str]]) -> list[dict]:
     return [{"path": m, "name": n} for m, n in zip(models, names or [None] * len(models))]
 
 
-def _ready_message(url: str, names: list[str], port: int, direct_ingress: bool, grpc: Optional[str]) -> None:
+def _shown(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+
+
+def _ready_message(url: str, names: list[str], port: int, direct_ingress: bool, grpc: Optional[str],
+                   fast: Optional[str] = None) -> None:
     err.print(f"[bold green]serving[/] {', '.join(names)} at {url}  (Ctrl-C to stop)", highlight=False)
+    if fast:  # the same API, answered by the replicas themselves (one port shared by a node's replicas)
+        err.print(f"  fast HTTP front (every replica, no proxy) at {fast}", highlight=False)
     if direct_ingress:  # each replica on its own port; clients spread their requests over them
         from cnnsweep.distributed.serve import replica_urls
 
@@ -65,6 +72,11 @@ def serve_cmd(
                                         "port (30000-31000, printed at start) without Ray's proxy: 2.3-3x the "
                                         "single-image throughput on 2 cores (BENCHMARKS.md); no load "
                                         "balancing across replicas"),
+    fast_port: Optional[int] = typer.Option(None, "--fast-port", min=1, max=65535, help="each replica also "
+                                            "answers the HTTP API itself on this port (on --host; the "
+                                            "replicas of a machine share it), skipping Ray Serve's proxy and "
+                                            "request path: the fastest path for one image per request "
+                                            "(BENCHMARKS.md) [off]"),
     grpc_port: Optional[int] = typer.Option(None, "--grpc-port", min=1, max=65535, help="also serve the "
                                             "KServe/Triton gRPC protocol on this port (on --host; needs "
                                             "tritonclient[grpc]) [off]"),
@@ -79,10 +91,11 @@ def serve_cmd(
             "models": _specs(models, name), "num_replicas": replicas, "max_batch_size": max_batch_size,
             "max_ongoing_requests": max(64, 2 * max_batch_size), "batch_wait_timeout_s": batch_wait_ms / 1000,
             "num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica,
-            "max_body_bytes": int(max_body_mb * 1024 * 1024)})
+            "max_body_bytes": int(max_body_mb * 1024 * 1024), "fast_port": fast_port, "fast_host": host})
         names = [m.served_name for m in settings.models]
-        grpc = None if grpc_port is None else f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{grpc_port}"
-        serve_forever(settings, on_ready=lambda url: _ready_message(url, names, port, direct_ingress, grpc),
+        grpc = None if grpc_port is None else f"{_shown(host)}:{grpc_port}"
+        fast = None if fast_port is None else f"http://{_shown(host)}:{fast_port}"
+        serve_forever(settings, on_ready=lambda url: _ready_message(url, names, port, direct_ingress, grpc, fast),
                       host=host, port=port, address=address, request_timeout_s=request_timeout_s,
                       direct_ingress=direct_ingress, grpc_port=grpc_port)
     except ServeConfigError as e:

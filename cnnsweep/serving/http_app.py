@@ -33,6 +33,7 @@ JSON_TYPES = {"", "application/json", "application/octet-stream"}  # octet-strea
 # time slice). Larger images and bodies go to the thread pool so they never stall the loop.
 INLINE_PIXELS = 128 * 128
 INLINE_BODY_BYTES = 256 * 1024
+MAX_TOP_K = 1000  # /predict's ?top_k= upper bound
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
                                        "properties": {"file": {"type": "string", "format": "binary"}}}},
@@ -202,10 +203,17 @@ def add_infer_routes(app: FastAPI, hub: Hub, heavy: asyncio.Semaphore) -> None:
     @app.post("/v2/models/{name}/predict", summary="classify one uploaded image (PNG, JPEG, PPM)",
               openapi_extra=PREDICT_BODY)
     async def predict(name: str, request: Request,
-                      top_k_: Optional[int] = Query(None, alias="top_k", ge=1, le=1000)) -> dict[str, Any]:
-        model = find_model(hub, name)
-        data = await read_upload(request, settings)
-        x = await upload_to_input(model, data, settings.max_image_pixels, heavy)
-        logits = await hub.infer(name, x)
-        k = min(top_k_ or settings.top_k, model.info.num_classes)
-        return {"model_name": name, "model_version": VERSION, "predictions": top_k(logits[0], k, model.info.class_names)}
+                      top_k_: Optional[int] = Query(None, alias="top_k", ge=1, le=MAX_TOP_K)) -> dict[str, Any]:
+        return await predict_upload(hub, name, request, top_k_, heavy)
+
+
+async def predict_upload(hub: Hub, name: str, request: Request, k: Optional[int],
+                         heavy: asyncio.Semaphore) -> dict[str, Any]:
+    """POST /v2/models/{name}/predict: one uploaded image -> its top-k classes (shared by the FastAPI
+    route and the fast HTTP front, `fast_app.py`)."""
+    model = find_model(hub, name)
+    data = await read_upload(request, hub.settings)
+    x = await upload_to_input(model, data, hub.settings.max_image_pixels, heavy)
+    logits = await hub.infer(name, x)
+    k = min(k or hub.settings.top_k, model.info.num_classes)
+    return {"model_name": name, "model_version": VERSION, "predictions": top_k(logits[0], k, model.info.class_names)}

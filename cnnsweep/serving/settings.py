@@ -56,6 +56,10 @@ class ServeSettings(BaseModel):
     max_image_pixels: int = Field(2048 * 2048, ge=1)  # decoded image limit (decompression bombs) -> 413
     max_json_depth: int = Field(32, ge=4)  # nesting limit for JSON bodies -> 400
     top_k: int = Field(5, ge=1)  # /predict default
+    # The fast HTTP front (fast_server.py): each replica also answers the HTTP API itself on this port,
+    # shared by the replicas of a node (SO_REUSEPORT), skipping Serve's proxy and request path. None = off.
+    fast_port: Optional[int] = Field(None, ge=1, le=65535)
+    fast_host: str = "127.0.0.1"  # its bind address (the API has no authentication)
     access_log: bool = False  # Ray Serve's per-request log lines: off, they cost more CPU than the model
 
     @field_validator("models", mode="before")

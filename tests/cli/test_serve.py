@@ -37,6 +37,15 @@ def test_serve_name_count_must_match_models(tmp_path):
     assert result.exit_code == 2 and "one per model" in result.output
 
 
+def test_serve_fast_port_held_by_another_program_exits_2_before_ray_starts(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", str(_tiny_onnx(tmp_path)), "--fast-port", str(port)])
+    assert result.exit_code == 2 and f"127.0.0.1:{port} cannot be bound" in result.output, result.output
+
+
 def test_serve_rejects_a_file_that_is_not_a_cnnsweep_export(tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf")
@@ -105,19 +114,21 @@ def _wait_for_line(proc: subprocess.Popen, log: Path, pattern: str, seconds: flo
 def test_serve_direct_ingress_answers_on_the_replica_port_and_exits_0(tmp_path):
     """--direct-ingress: the replica itself answers on its own port (not the proxy's), with the same
     4xx JSON and read deadline (408), over HTTP and, with --grpc-port, over the KServe/Triton gRPC
-    protocol; SIGTERM still ends the process with exit 0 and closes that port."""
+    protocol; --fast-port: the replica's fast front answers there too; SIGTERM still ends the process
+    with exit 0 and closes those ports."""
     ports = []
-    for _ in range(2):
+    for _ in range(3):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports.append(s.getsockname()[1])
-    port, grpc_port = ports
+    port, grpc_port, fast_port = ports
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
     log = tmp_path / "stderr.txt"
     with log.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-c", "from cnnsweep.cli import app; app()", "serve",
                                  str(_tiny_onnx(tmp_path)), "--port", str(port), "--cpus-per-replica", "0.5",
-                                 "--direct-ingress", "--grpc-port", str(grpc_port)], env=env, cwd=tmp_path,
+                                 "--direct-ingress", "--grpc-port", str(grpc_port), "--fast-port", str(fast_port)],
+                                env=env, cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=err)
         grpc_replica = _wait_for_line(proc, log, r"one gRPC address per replica: (127\.0\.0\.1:\d+)", 180).group(1)
         _check_grpc_replica(grpc_replica, grpc_port)
@@ -131,6 +142,12 @@ def test_serve_direct_ingress_answers_on_the_replica_port_and_exits_0(tmp_path):
                             headers={"Content-Type": "image/png"})
         assert 400 <= bad.status_code < 500 and bad.json()["error"]
         assert _stalled_upload_answer(replica_port).startswith("HTTP/1.1 408")  # the read deadline holds here too
+        fast = _wait_for_line(proc, log, r"fast HTTP front \(every replica, no proxy\) at (http://127\.0\.0\.1:\d+)", 10)
+        assert fast.group(1) == f"http://127.0.0.1:{fast_port}"
+        r = requests.post(f"{fast.group(1)}/v2/models/tiny/predict", data=_png_bytes(), timeout=30,
+                          headers={"Content-Type": "image/png"})
+        assert r.status_code == 200 and r.json()["predictions"][0]["label"] in {"a", "b", "c"}, r.text
+        assert _stalled_upload_answer(fast_port).startswith("HTTP/1.1 408")
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=90)
@@ -138,8 +155,9 @@ def test_serve_direct_ingress_answers_on_the_replica_port_and_exits_0(tmp_path):
             proc.kill()
             pytest.fail("server still running 90 s after SIGTERM")
     assert proc.returncode == 0, log.read_text()[-3000:]
-    with pytest.raises(requests.ConnectionError):
-        requests.get(f"{replica}/v2/health/live", timeout=2)
+    for closed in (replica, f"http://127.0.0.1:{fast_port}"):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{closed}/v2/health/live", timeout=2)
 
 
 def _check_grpc_replica(address: str, proxy_port: int) -> None:

@@ -44,6 +44,21 @@ class InferenceServer:
         # accepting requests (ORT releases the GIL): the next batch fills during this one.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort")
         self._batchers = {name: self._build_batcher(m) for name, m in self.models.items()}
+        self._fast = None
+        if self.settings.fast_port is not None:  # our own HTTP front beside Serve's: same models and ORT thread
+            from cnnsweep.serving.fast_server import start_fast_server
+
+            self._fast = start_fast_server(self.settings, self.models, self._executor)
+
+    def check_health(self) -> None:
+        """Ray: called by the controller every few seconds; raising makes Serve replace this replica."""
+        if self._fast is not None and not self._fast.alive:
+            raise RuntimeError(f"the fast HTTP front on port {self.settings.fast_port} has stopped")
+
+    def __del__(self):
+        """Ray: Serve calls this when it stops the replica (scale-down, redeploy, shutdown)."""
+        if getattr(self, "_fast", None) is not None:
+            self._fast.stop()
 
     def __serve_build_asgi_app__(self):
         return build_http_app(self)

@@ -13,6 +13,7 @@ from ray import serve
 
 from cnnsweep.distributed.serve.deployment import APP_NAME, build_app
 from cnnsweep.distributed.serve.grpc_bind import GRPC_HOST_ENV
+from cnnsweep.serving.fast_server import check_port_free
 from cnnsweep.serving.model import load_served_model
 from cnnsweep.serving.settings import ServeConfigError, ServeSettings
 
@@ -88,6 +89,8 @@ def start_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8
     protocol="gRPC")`)."""
     if check and address is None:  # on a remote cluster the paths are the replicas' business, not this machine's
         check_models(settings)
+    if settings.fast_port is not None and address is None:  # a port held by another program: say so now
+        check_port_free(settings.fast_host, settings.fast_port)
     if grpc_port is not None:
         check_grpc_available()
         _grpc_environment(settings, host)
@@ -152,6 +155,8 @@ def serve_forever(settings: ServeSettings, on_ready: Callable[[str], None] = pri
     try:
         if address is None:
             check_models(settings)  # a bad file: a clear error before Ray starts
+            if settings.fast_port is not None:
+                check_port_free(settings.fast_host, settings.fast_port)
         if kwargs.get("grpc_port") is not None:  # before Ray starts: its processes read the environment
             check_grpc_available()
             _grpc_environment(settings, kwargs.get("host", "127.0.0.1"))
