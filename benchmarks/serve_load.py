@@ -84,15 +84,19 @@ def _request(body, mode: str) -> tuple[bytes, dict]:
     return body[0], {"Inference-Header-Content-Length": str(body[1]), "Content-Type": "application/octet-stream"}
 
 
-async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, seconds: float) -> dict:
+async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, seconds: float,
+                        connections: int = 512) -> dict:
     """Requests arriving at a fixed `rate` per second (open loop, like independent users), for the
-    latency at a given fraction of the saturation throughput."""
+    latency at a given fraction of the saturation throughput. HTTP: over at most `connections`
+    keep-alive connections (512: nearly a new connection per arrival once the server falls behind;
+    a small pool: users behind a keep-alive load balancer). A request waiting for a free connection
+    is timed from its arrival, so that wait counts as latency."""
     latencies, codes = [], Counter()
-    async with open_client(urls, bodies, mode, 512) as send:
+    async with open_client(urls, bodies, mode, connections) as send:
         start, tasks, n = time.perf_counter(), [], int(rate * seconds)
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            tasks.append(asyncio.ensure_future(send(i, codes, latencies)))
+            tasks.append(asyncio.ensure_future(send(i, codes, latencies, start + i / rate)))  # timed from arrival
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
     out = summarize(latencies, codes, wall, 0)
@@ -107,8 +111,8 @@ async def open_client(urls: list[str], bodies: list, mode: str, connections: int
         channels = [grpc.aio.insecure_channel(u) for u in urls]
         stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in channels]
 
-        async def send(i: int, codes: Counter, latencies: list[float]) -> None:
-            await _timed_grpc(stubs[i % len(stubs)], bodies[i % len(bodies)], codes, latencies)
+        async def send(i: int, codes: Counter, latencies: list[float], t0: float | None = None) -> None:
+            await _timed_grpc(stubs[i % len(stubs)], bodies[i % len(bodies)], codes, latencies, t0)
 
         try:
             yield send
@@ -118,15 +122,16 @@ async def open_client(urls: list[str], bodies: list, mode: str, connections: int
         return
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections), timeout=timeout) as session:
-        async def send(i: int, codes: Counter, latencies: list[float]) -> None:
-            await _timed_post(session, urls[i % len(urls)], bodies[i % len(bodies)], mode, codes, latencies)
+        async def send(i: int, codes: Counter, latencies: list[float], t0: float | None = None) -> None:
+            await _timed_post(session, urls[i % len(urls)], bodies[i % len(bodies)], mode, codes, latencies, t0)
 
         yield send
 
 
-async def _timed_grpc(stub, request, codes: Counter, latencies: list[float]) -> None:
-    """One ModelInfer call: OK counted as 200 (like HTTP), anything else by its status code name."""
-    t = time.perf_counter()
+async def _timed_grpc(stub, request, codes: Counter, latencies: list[float], t0: float | None = None) -> None:
+    """One ModelInfer call: OK counted as 200 (like HTTP), anything else by its status code name;
+    timed from `t0` (its scheduled arrival) when given."""
+    t = time.perf_counter() if t0 is None else t0
     try:
         await stub.ModelInfer(request, timeout=60)
     except grpc.aio.AioRpcError as err:
@@ -137,10 +142,11 @@ async def _timed_grpc(stub, request, codes: Counter, latencies: list[float]) -> 
 
 
 async def _timed_post(session: aiohttp.ClientSession, url: str, body: Any, mode: str, codes: Counter,
-                      latencies: list[float]) -> None:
-    """One request: its status (or client error name) counted; its latency (s) kept only if it answered."""
+                      latencies: list[float], t0: float | None = None) -> None:
+    """One request: its status (or client error name) counted; its latency (s) kept only if it answered,
+    timed from `t0` (its scheduled arrival) when given."""
     data, headers = _request(body, mode)
-    t = time.perf_counter()
+    t = time.perf_counter() if t0 is None else t0
     try:
         async with session.post(url, data=data, headers=headers) as r:
             await r.read()
@@ -243,6 +249,8 @@ def parse_args():
     p.add_argument("--requests", type=int, default=2000, help="max requests per level")
     p.add_argument("--seconds", type=float, default=20, help="max seconds per level")
     p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--reference-batch", type=int, default=32, help="batch of the in-process ORT reference "
+                   "(the ratio's denominator; kept at 32 when --max-batch-size changes)")
     p.add_argument("--cpus-per-replica", type=float, default=2)
     p.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime threads per replica "
                    "[= --cpus-per-replica]; the in-process reference keeps --cpus-per-replica threads")
@@ -263,6 +271,10 @@ def parse_args():
     p.add_argument("--setups", nargs="+", default=None, choices=SETUPS, help="measured side by side, "
                    "interleaved level by level [direct-http with --direct-ingress, else proxy-http]; "
                    "HTTP setups use --mode, gRPC ones send raw UINT8 images to ModelInfer")
+    p.add_argument("--client-nice", type=int, default=0, help="niceness added to this process (load generator "
+                   "and ORT reference) once the server is up; 15 = the replicas' own (Ray sets it)")
+    p.add_argument("--open-loop-connections", type=int, default=512, help="HTTP connections of the open-loop "
+                   "level (0 = the concurrency of the best closed-loop level)")
     p.add_argument("--open-loop-fraction", type=float, default=0.8, help="then a fixed-rate level at this "
                    "fraction of the best throughput measured (0 = skip)")
     args = p.parse_args()
@@ -283,6 +295,8 @@ def main() -> None:
     threads = args.reference_threads or max(1, int(args.cpus_per_replica))
     session = create_session(report["onnx"], num_threads=threads, device="cpu")
     proxy_url = args.url or start_local_server(report["onnx"], args)
+    if args.client_nice:  # Ray runs its workers (the replicas) at niceness 15; a nice-0 client on the
+        os.nice(args.client_nice)  # same cores would otherwise get the CPU first whenever both want it
     raw = valid.numpy()
     per_request = 1 if args.mode == "predict" else args.images_per_request
     bodies = {"predict": png_bodies(raw), "grpc": grpc_requests(raw, 1, args.model),
@@ -296,8 +310,8 @@ def main() -> None:
             level["images_per_s"] = level["requests_per_s"] * (1 if mode == "grpc" else per_request)
             # The baseline is measured right after each level: on a shared machine the background load
             # drifts within minutes, and a ratio is only meaningful between numbers taken together.
-            level["ort_images_per_s"] = {b: in_process_ort(session, x, b) for b in (1, args.max_batch_size)}
-            level["ratio_vs_ort_batch"] = level["images_per_s"] / level["ort_images_per_s"][args.max_batch_size]
+            level["ort_images_per_s"] = {b: in_process_ort(session, x, b) for b in (1, args.reference_batch)}
+            level["ratio_vs_ort_batch"] = level["images_per_s"] / level["ort_images_per_s"][args.reference_batch]
             level["ratio_vs_ort_batch_1"] = level["images_per_s"] / level["ort_images_per_s"][1]
             level["loadavg"] = os.getloadavg()[0]
             levels[name].append(level)
@@ -307,10 +321,13 @@ def main() -> None:
         for name, (mode, targets) in setups.items():
             best = max(levels[name], key=lambda r: r["images_per_s"])
             rate = args.open_loop_fraction * best["requests_per_s"]
-            loop = asyncio.run(run_open_loop(targets, bodies[mode], mode, rate, args.seconds))
+            pool = args.open_loop_connections or best["concurrency"]
+            loop = asyncio.run(run_open_loop(targets, bodies[mode], mode, rate, args.seconds, pool))
+            loop["connections"] = pool
             loop["loadavg"] = os.getloadavg()[0]
             open_loops[name] = loop
-            print(f"{name:<12} open loop at {args.open_loop_fraction:.0%} of {best['requests_per_s']:.0f} req/s: "
+            print(f"{name:<12} open loop at {args.open_loop_fraction:.0%} of {best['requests_per_s']:.0f} req/s "
+                  f"({pool} connections): "
                   f"{loop['requests_per_s']:.1f} req/s  p50 {loop['p50_ms']:.1f} ms  p99 {loop['p99_ms']:.1f} ms"
                   f"  errors {loop['errors'] or '-'}  5xx {loop['server_errors_5xx']}  load {loop['loadavg']:.1f}",
                   flush=True)
@@ -319,7 +336,7 @@ def main() -> None:
                       "throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
                       "mode": args.mode, "images_per_request": per_request, "cpu_count": os.cpu_count(),
                       "replica_threads": args.ort_threads or max(1, int(args.cpus_per_replica)),
-                      "reference_threads": threads, "max_batch_size": args.max_batch_size, "levels": levels}))
+                      "reference_threads": threads, "max_batch_size": args.max_batch_size, "client_nice": args.client_nice, "levels": levels}))
 
 
 def validate_data(data: dict, root: str):

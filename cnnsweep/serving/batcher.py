@@ -29,13 +29,15 @@ class MicroBatcher:
         self.run, self.max_batch_size, self.wait_s, self.executor = run, max_batch_size, wait_s, executor
         self._queue: deque[tuple[np.ndarray, asyncio.Future]] = deque()
         self._queued = 0  # images waiting
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._task: Optional[asyncio.Task] = None
         self._wakeup: Optional[asyncio.Event] = None  # something is queued
         self._full: Optional[asyncio.Event] = None  # a whole batch is queued
 
     async def __call__(self, x: np.ndarray) -> np.ndarray:
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():  # first call: the events belong to this loop
+        if loop is not self._loop or self._task.done():  # first call on this loop: events and task belong to it
+            self._loop, self._queue, self._queued = loop, deque(), 0
             self._wakeup, self._full = asyncio.Event(), asyncio.Event()
             self._task = loop.create_task(self._consume(), name="cnnsweep-batcher")
         future = loop.create_future()
@@ -93,9 +95,16 @@ class BatchingHub:
 
     def __init__(self, settings: ServeSettings, models: dict[str, ServedModel], executor: Executor):
         self.settings, self.models = settings, models
-        self._batchers = {name: MicroBatcher(m.run, settings.max_batch_size, settings.batch_wait_timeout_s, executor)
+        wait = settings.batch_wait_timeout_s
+        self._batchers = {name: MicroBatcher(m.run, settings.max_batch_size, wait, executor)
                           for name, m in models.items()}
+        self._pixel_batchers = {name: MicroBatcher(m.run_pixels, settings.max_batch_size, wait, executor)
+                                for name, m in models.items()}
 
     async def infer(self, name: str, x: np.ndarray) -> np.ndarray:
         """Normalized float32 N x C x H x W -> logits N x K, batched with concurrent requests."""
         return await self._batchers[name](x)
+
+    async def infer_pixels(self, name: str, pixels: np.ndarray) -> np.ndarray:
+        """One uint8 upload of the model's native shape -> logits 1 x K (preprocessed per batch)."""
+        return await self._pixel_batchers[name](pixels[None])

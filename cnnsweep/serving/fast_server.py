@@ -54,7 +54,8 @@ class FastServer:
 
     def __init__(self, app, sock: socket.socket):
         self.sock = sock
-        config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning",
+        # proxy_headers off: no proxy sits in front of this port, and the middleware costs per request
+        config = uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning", proxy_headers=False,
                                 backlog=BACKLOG, timeout_keep_alive=KEEP_ALIVE_S, server_header=False)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},

@@ -66,6 +66,11 @@ class Hub(Protocol):
 
     async def infer(self, name: str, x: np.ndarray) -> np.ndarray: ...
 
+    async def infer_pixels(self, name: str, pixels: np.ndarray) -> np.ndarray:
+        """One upload decoded at the model's native size (uint8 `native_pixels_shape`) -> logits 1 x K,
+        preprocessed together with the other requests of its batch."""
+        ...
+
 
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -100,14 +105,19 @@ async def read_upload(request: Request, settings: ServeSettings) -> bytes:
     return await upload.read()
 
 
-async def upload_to_input(model: ServedModel, data: bytes, max_pixels: int, heavy: asyncio.Semaphore) -> np.ndarray:
-    """Upload bytes -> model input; large images are decoded and resized off the event loop, at most
-    `heavy` of them at once (each holds ~20 bytes per pixel while it is decoded)."""
-    img = open_image(data, max_pixels)  # header only: cheap, and rejects bombs before any decoding
-    if img.size[0] * img.size[1] <= INLINE_PIXELS:
-        return model.prepare_pixels(load_pixels(img))
-    async with heavy:
-        return await run_in_threadpool(lambda: model.prepare_pixels(load_pixels(img)))
+async def upload_logits(hub: Hub, model: ServedModel, data: bytes, heavy: asyncio.Semaphore) -> np.ndarray:
+    """Upload bytes -> logits 1 x K. Small images are decoded on the event loop; those of the model's
+    native size are preprocessed with the rest of their batch, others one by one; large images are
+    decoded and resized off the event loop, at most `heavy` at once (~20 bytes per pixel each)."""
+    img = open_image(data, hub.settings.max_image_pixels)  # header only: cheap, rejects bombs before decoding
+    if img.size[0] * img.size[1] > INLINE_PIXELS:
+        async with heavy:
+            x = await run_in_threadpool(lambda: model.prepare_pixels(load_pixels(img)))
+        return await hub.infer(model.name, x)
+    pixels = load_pixels(img)
+    if pixels.shape == model.native_pixels_shape:
+        return await hub.infer_pixels(model.name, pixels)
+    return await hub.infer(model.name, model.prepare_pixels(pixels))
 
 
 def decode_infer(body: bytes, header_length: Optional[str], model: ServedModel,
@@ -213,7 +223,6 @@ async def predict_upload(hub: Hub, name: str, request: Request, k: Optional[int]
     route and the fast HTTP front, `fast_app.py`)."""
     model = find_model(hub, name)
     data = await read_upload(request, hub.settings)
-    x = await upload_to_input(model, data, hub.settings.max_image_pixels, heavy)
-    logits = await hub.infer(name, x)
+    logits = await upload_logits(hub, model, data, heavy)
     k = min(k or hub.settings.top_k, model.info.num_classes)
     return {"model_name": name, "model_version": VERSION, "predictions": top_k(logits[0], k, model.info.class_names)}

@@ -33,6 +33,20 @@ class ServedModel:
         """float32 N x C x H x W (normalized) -> float32 logits N x K. Thread-safe (ORT sessions are)."""
         return run_logits(self.session, x)
 
+    @property
+    def native_pixels_shape(self) -> tuple[int, ...]:
+        """Shape of one decoded upload at the training images' own size: H x W x 3 (RGB) or H x W (gray).
+        Uploads of this shape are stacked and preprocessed once per batch (`run_pixels`)."""
+        h, w = self.info.preprocess.source_size
+        return (h, w, 3) if self.info.preprocess.source_channels == 3 else (h, w)
+
+    def run_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 N x native_pixels_shape -> logits N x K: one preprocessing call and one ORT run per batch
+        (per-request torch calls cost ~0.17 ms of the event loop each at saturation; BENCHMARKS.md)."""
+        if pixels.ndim == 3:  # N x H x W gray: prepare_hwc would read it as one H x W x C image
+            pixels = pixels[..., None]
+        return self.run(self.prepare_pixels(pixels))
+
     def prepare_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Raw uint8 pixels (H x W, H x W x C or N x H x W x C) -> model input, with the training code."""
         pre = self.info.preprocess

@@ -106,3 +106,11 @@ def test_callers_that_gave_up_are_not_run():
 
     assert _run(main()).tolist() == [[30.0]]
     assert run.sizes == [1]
+
+
+def test_a_new_event_loop_gets_a_working_batcher():
+    """Test clients and scripts may call from one loop, then another: the first loop's task is gone."""
+    run = Recorder()
+    batcher = MicroBatcher(run, max_batch_size=4, wait_s=0.01, executor=None)
+    for i in range(3):  # asyncio.run: a fresh loop each time
+        assert _run(asyncio.wait_for(batcher(np.full((1, 1), i, np.float32)), 5)).tolist() == [[10.0 * i]]

@@ -30,6 +30,9 @@ class InProcessHub:
     async def infer(self, name: str, x: np.ndarray) -> np.ndarray:
         return self.models[name].run(x)
 
+    async def infer_pixels(self, name: str, pixels: np.ndarray) -> np.ndarray:
+        return self.models[name].run_pixels(pixels[None])
+
 
 @pytest.fixture(scope="module")
 def served(tiny_gtsrb_sweep, tmp_path_factory):

@@ -147,6 +147,9 @@ class SlowHub:
             await asyncio.sleep(0.01)
         return self.models[name].run(x)
 
+    async def infer_pixels(self, name, pixels):
+        return await self.infer(name, self.models[name].prepare_pixels(pixels))
+
 
 def test_beyond_the_admission_limit_requests_get_503_json_with_retry_after(model):
     settings = build_settings({"models": [str(model.path)], **SETTINGS, "max_ongoing_requests": 4,
@@ -200,3 +203,10 @@ def test_a_port_held_without_sharing_is_a_clear_error():
         holder.listen()
         with pytest.raises(ServeConfigError, match="cannot be bound.*--fast-port"):
             bind_shared("127.0.0.1", holder.getsockname()[1])
+
+
+def test_per_batch_preprocessing_equals_one_image_at_a_time(model):
+    images = np.random.default_rng(1).integers(0, 256, (6, 8, 8), dtype=np.uint8)
+    assert images.shape[1:] == model.native_pixels_shape  # gray model: H x W uploads
+    one_by_one = np.concatenate([model.run(model.prepare_pixels(im)) for im in images])
+    np.testing.assert_allclose(model.run_pixels(images), one_by_one, atol=1e-5)

@@ -28,6 +28,9 @@ class LocalHub:
     async def infer(self, name, x):
         return self.models[name].run(x)
 
+    async def infer_pixels(self, name, pixels):
+        return self.models[name].run_pixels(pixels[None])
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):

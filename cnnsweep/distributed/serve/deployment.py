@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from ray import serve
@@ -43,7 +43,8 @@ class InferenceServer:
         # One thread runs ORT so batches execute one after another while the event loop keeps
         # accepting requests (ORT releases the GIL): the next batch fills during this one.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort")
-        self._batchers = {name: self._build_batcher(m) for name, m in self.models.items()}
+        self._batchers = {name: self._build_batcher(m.run) for name, m in self.models.items()}
+        self._pixel_batchers = {name: self._build_batcher(m.run_pixels) for name, m in self.models.items()}
         self._fast = None
         if self.settings.fast_port is not None:  # our own HTTP front beside Serve's: same models and ORT thread
             from cnnsweep.serving.fast_server import start_fast_server
@@ -63,11 +64,11 @@ class InferenceServer:
     def __serve_build_asgi_app__(self):
         return build_http_app(self)
 
-    def _build_batcher(self, model: ServedModel):
+    def _build_batcher(self, run: Callable[[np.ndarray], np.ndarray]):
         executor = self._executor
 
         async def run_batch(items: list[np.ndarray]) -> list[np.ndarray]:
-            logits = await asyncio.get_running_loop().run_in_executor(executor, model.run, np.concatenate(items))
+            logits = await asyncio.get_running_loop().run_in_executor(executor, run, np.concatenate(items))
             return np.split(logits, np.cumsum([len(x) for x in items])[:-1])
 
         # Ray: @serve.batch queues concurrent calls (one per request) into one ORT call of up to
@@ -79,6 +80,10 @@ class InferenceServer:
     async def infer(self, name: str, x: np.ndarray) -> np.ndarray:
         """Normalized float32 N x C x H x W -> logits N x K, batched with concurrent requests."""
         return await self._batchers[name](x)
+
+    async def infer_pixels(self, name: str, pixels: np.ndarray) -> np.ndarray:
+        """One uint8 upload of the model's native shape -> logits 1 x K (preprocessed per batch)."""
+        return await self._pixel_batchers[name](pixels[None])
 
     # ------------------------------------------------------------------ KServe/Triton gRPC (OIP v2)
     # Ray: Serve's gRPC ingress (the proxy's port, or each replica's own with direct ingress) routes
