@@ -21,6 +21,20 @@ SHARED_DATA = Path(os.environ.get("CNNSWEEP_DATA", REPO.parent / "shared" / "dat
 
 
 @pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """An (untrained) exported 8x8 gray, 3-class model ("a", "b", "c"), for serving and CLI tests."""
+    from cnnsweep.config import ModelConfig
+    from cnnsweep.export import OnnxModelInfo, export_onnx
+    from cnnsweep.models import build_model
+    from cnnsweep.transforms import Preprocess
+
+    torch.manual_seed(0)
+    pre = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8, mean=(0.5,), std=(0.2,))
+    model = build_model(ModelConfig(num_stages=1, width=4, convs_per_stage=1), 3, 1, 8).eval()
+    return export_onnx(model, OnnxModelInfo(["a", "b", "c"], pre), tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (GTSRB pickles, AHE folders, MNIST IDX); skips when absent."""
     if not SHARED_DATA.is_dir():

@@ -20,6 +20,11 @@ from cnnsweep.serving.model import ServedModel
 from cnnsweep.serving.settings import ServeSettings
 
 
+def split_rows(out: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """A batch's output -> one block of rows per request, in order (`parts`: the requests' inputs)."""
+    return np.split(out, np.cumsum([len(x) for x in parts])[:-1])
+
+
 class MicroBatcher:
     """`await batcher(x)`: x (N x ...) joins a batch of at most `max_batch_size` images; returns its rows
     of `run(concatenated batch)`. A request is never split; one larger than the limit runs alone."""
@@ -84,7 +89,7 @@ class MicroBatcher:
                 if not future.done():
                     future.set_exception(err)
             return
-        for (_, future), part in zip(items, np.split(out, np.cumsum([len(x) for x in xs])[:-1])):
+        for (_, future), part in zip(items, split_rows(out, xs)):
             if not future.done():
                 future.set_result(part)
 

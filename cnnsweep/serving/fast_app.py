@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 from typing import Any, Awaitable, Callable, Optional
 
 from starlette.requests import Request
 
 from cnnsweep.serving.errors import HttpError
-from cnnsweep.serving.http_app import MAX_TOP_K, Hub, build_http_app, predict_upload
+from cnnsweep.serving.http_app import MAX_TOP_K, Hub, build_http_app, internal_error, predict_upload
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
-log = logging.getLogger("cnnsweep.serving")
 PREDICT_PATH = re.compile(r"/v2/models/([^/]+)/predict")
 DELEGATE = object()  # a query this front does not parse: FastAPI answers it (and phrases its errors)
 
@@ -70,8 +68,7 @@ def build_fast_app(hub: Hub, fallback: Optional[ASGIApp] = None) -> ASGIApp:
         except HttpError as exc:
             content, status = {"error": exc.message}, exc.status
         except Exception as exc:  # the FastAPI app's catch-all, same answer
-            log.exception("unexpected error on %s", scope["path"])
-            content, status = {"error": f"internal error ({type(exc).__name__})"}, 500
+            content, status = internal_error(scope["path"], exc), 500
         await send_json(send, status, content)
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:

@@ -127,6 +127,12 @@ def decode_infer(body: bytes, header_length: Optional[str], model: ServedModel,
     return req, model_input(req, tail, model, settings)
 
 
+def internal_error(path: str, exc: Exception) -> dict:
+    """The answer to a bug (logged with its traceback): a 500 body naming only the exception type."""
+    log.exception("unexpected error on %s", path)
+    return {"error": f"internal error ({type(exc).__name__})"}
+
+
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HttpError)
     async def _http_error(request: Request, exc: HttpError) -> JSONResponse:
@@ -144,8 +150,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
+        return JSONResponse(internal_error(request.url.path, exc), status_code=500)
 
 
 def build_http_app(hub: Hub) -> FastAPI:

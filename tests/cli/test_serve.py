@@ -15,14 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-import torch
 from typer.testing import CliRunner
 
 from cnnsweep.cli import app
-from cnnsweep.config import ModelConfig
-from cnnsweep.export import OnnxModelInfo, export_onnx
-from cnnsweep.models import build_model
-from cnnsweep.transforms import Preprocess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,12 +32,12 @@ def test_serve_name_count_must_match_models(tmp_path):
     assert result.exit_code == 2 and "one per model" in result.output
 
 
-def test_serve_fast_port_held_by_another_program_exits_2_before_ray_starts(tmp_path):
+def test_serve_fast_port_held_by_another_program_exits_2_before_ray_starts(tiny_onnx):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = CliRunner().invoke(app, ["serve", str(_tiny_onnx(tmp_path)), "--fast-port", str(port)])
+        result = CliRunner().invoke(app, ["serve", str(tiny_onnx), "--fast-port", str(port)])
     assert result.exit_code == 2 and f"127.0.0.1:{port} cannot be bound" in result.output, result.output
 
 
@@ -54,14 +49,6 @@ def test_serve_rejects_a_file_that_is_not_a_cnnsweep_export(tmp_path):
 
 
 # ---------------------------------------------------------------------------- a real server process
-
-def _tiny_onnx(folder: Path) -> Path:
-    """An (untrained) exported model: the shutdown path does not care about accuracy."""
-    torch.manual_seed(0)
-    pre = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8, mean=(0.5,), std=(0.2,))
-    model = build_model(ModelConfig(num_stages=1, width=4, convs_per_stage=1), 3, 1, 8).eval()
-    return export_onnx(model, OnnxModelInfo(["a", "b", "c"], pre), folder / "tiny.onnx")
-
 
 def _wait_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:
     deadline = time.monotonic() + seconds
@@ -79,13 +66,13 @@ def _wait_ready(proc: subprocess.Popen, url: str, seconds: float) -> None:
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_serve_process_exits_0_on_sigterm_and_ctrl_c(tmp_path, sig):
+def test_serve_process_exits_0_on_sigterm_and_ctrl_c(tmp_path, tiny_onnx, sig):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
     proc = subprocess.Popen([sys.executable, "-c", "from cnnsweep.cli import app; app()", "serve",
-                             str(_tiny_onnx(tmp_path)), "--port", str(port), "--cpus-per-replica", "0.5"],
+                             str(tiny_onnx), "--port", str(port), "--cpus-per-replica", "0.5"],
                             env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_ready(proc, f"http://127.0.0.1:{port}", 180)
     proc.send_signal(sig)
@@ -111,7 +98,7 @@ def _wait_for_line(proc: subprocess.Popen, log: Path, pattern: str, seconds: flo
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_serve_direct_ingress_answers_on_the_replica_port_and_exits_0(tmp_path):
+def test_serve_direct_ingress_answers_on_the_replica_port_and_exits_0(tmp_path, tiny_onnx):
     """--direct-ingress: the replica itself answers on its own port (not the proxy's), with the same
     4xx JSON and read deadline (408), over HTTP and, with --grpc-port, over the KServe/Triton gRPC
     protocol; --fast-port: the replica's fast front answers there too; SIGTERM still ends the process
@@ -126,7 +113,7 @@ def test_serve_direct_ingress_answers_on_the_replica_port_and_exits_0(tmp_path):
     log = tmp_path / "stderr.txt"
     with log.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-c", "from cnnsweep.cli import app; app()", "serve",
-                                 str(_tiny_onnx(tmp_path)), "--port", str(port), "--cpus-per-replica", "0.5",
+                                 str(tiny_onnx), "--port", str(port), "--cpus-per-replica", "0.5",
                                  "--direct-ingress", "--grpc-port", str(grpc_port), "--fast-port", str(fast_port)],
                                 env=env, cwd=tmp_path,
                                 stdout=subprocess.DEVNULL, stderr=err)

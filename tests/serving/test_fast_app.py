@@ -14,20 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import requests
-import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from cnnsweep.config import ModelConfig
-from cnnsweep.export import OnnxModelInfo, export_onnx
-from cnnsweep.models import build_model
 from cnnsweep.serving import fast_app
 from cnnsweep.serving.batcher import BatchingHub
 from cnnsweep.serving.fast_server import FastServer, bind_shared, start_fast_server
 from cnnsweep.serving.http_app import build_http_app
 from cnnsweep.serving.model import load_served_model
 from cnnsweep.serving.settings import ServeConfigError, build_settings
-from cnnsweep.transforms import Preprocess
 
 SETTINGS = {"max_batch_size": 4, "max_ongoing_requests": 8, "max_queued_requests": 0, "max_body_bytes": 64 * 1024,
             "max_image_pixels": 10_000, "read_timeout_s": 1.0}
@@ -65,12 +60,8 @@ CASES = [  # (id, path + query, requests kwargs): each answered by fast front an
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    torch.manual_seed(0)
-    pre = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8, mean=(0.5,), std=(0.2,))
-    net = build_model(ModelConfig(num_stages=1, width=4, convs_per_stage=1), 3, 1, 8).eval()
-    path = export_onnx(net, OnnxModelInfo(["a", "b", "c"], pre), tmp_path_factory.mktemp("m") / "tiny.onnx")
-    return load_served_model(build_settings({"models": [str(path)]}).models[0], 1)
+def model(tiny_onnx):
+    return load_served_model(build_settings({"models": [str(tiny_onnx)]}).models[0], 1)
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,13 @@ import asyncio
 import grpc
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("tritonclient.grpc")
 
-from cnnsweep.config import ModelConfig  # noqa: E402
-from cnnsweep.export import OnnxModelInfo, export_onnx  # noqa: E402
-from cnnsweep.models import build_model  # noqa: E402
 from cnnsweep.serving.grpc_messages import pb  # noqa: E402
 from cnnsweep.serving.grpc_service import GrpcService  # noqa: E402
 from cnnsweep.serving.model import load_served_model  # noqa: E402
 from cnnsweep.serving.settings import ModelSpec, build_settings  # noqa: E402
-from cnnsweep.transforms import Preprocess  # noqa: E402
 
 
 class LocalHub:
@@ -43,12 +38,8 @@ class Context:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    torch.manual_seed(0)
-    pre = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8, mean=(0.5,), std=(0.2,))
-    model = build_model(ModelConfig(num_stages=1, width=4, convs_per_stage=1), 3, 1, 8).eval()
-    path = export_onnx(model, OnnxModelInfo(["a", "b", "c"], pre), tmp_path_factory.mktemp("m") / "tiny.onnx")
-    return GrpcService(LocalHub(load_served_model(ModelSpec(path=str(path)), 1)))
+def service(tiny_onnx):
+    return GrpcService(LocalHub(load_served_model(ModelSpec(path=str(tiny_onnx)), 1)))
 
 
 def _call(service, method, request):

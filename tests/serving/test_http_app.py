@@ -8,16 +8,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
-from cnnsweep.config import ModelConfig
-from cnnsweep.export import OnnxModelInfo, export_onnx
-from cnnsweep.models import build_model
 from cnnsweep.serving import http_app
 from cnnsweep.serving.model import load_served_model
 from cnnsweep.serving.settings import ModelSpec, build_settings
-from cnnsweep.transforms import Preprocess
 
 
 class LocalHub:
@@ -33,12 +28,8 @@ class LocalHub:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    torch.manual_seed(0)
-    pre = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8, mean=(0.5,), std=(0.2,))
-    model = build_model(ModelConfig(num_stages=1, width=4, convs_per_stage=1), 3, 1, 8).eval()
-    path = export_onnx(model, OnnxModelInfo(["a", "b", "c"], pre), tmp_path_factory.mktemp("m") / "tiny.onnx")
-    with TestClient(http_app.build_http_app(LocalHub(load_served_model(ModelSpec(path=str(path)), 1)))) as c:
+def client(tiny_onnx):
+    with TestClient(http_app.build_http_app(LocalHub(load_served_model(ModelSpec(path=str(tiny_onnx)), 1)))) as c:
         yield c
 
 

@@ -17,6 +17,7 @@ from ray import serve
 
 from cnnsweep.distributed.serve.grpc_bind import bind_grpc_to_host
 from cnnsweep.distributed.serve.proxy_setup import register_grpc_messages
+from cnnsweep.serving.batcher import split_rows
 from cnnsweep.serving.http_app import build_http_app
 from cnnsweep.serving.model import ServedModel, load_served_models
 from cnnsweep.serving.settings import ServeSettings, build_settings
@@ -69,7 +70,7 @@ class InferenceServer:
 
         async def run_batch(items: list[np.ndarray]) -> list[np.ndarray]:
             logits = await asyncio.get_running_loop().run_in_executor(executor, run, np.concatenate(items))
-            return np.split(logits, np.cumsum([len(x) for x in items])[:-1])
+            return split_rows(logits, items)
 
         # Ray: @serve.batch queues concurrent calls (one per request) into one ORT call of up to
         # max_batch_size images, waiting at most batch_wait_timeout_s for a batch to fill.

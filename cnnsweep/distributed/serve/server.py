@@ -45,6 +45,13 @@ def check_models(settings: ServeSettings) -> dict[str, str]:
     return {m.served_name: load_served_model(m, num_threads=1, device="cpu").info.precision for m in settings.models}
 
 
+def check_local(settings: ServeSettings) -> None:
+    """What can be checked on this machine before any replica starts: model files, the fast front's port."""
+    check_models(settings)
+    if settings.fast_port is not None:  # a port held by another program: say so now
+        check_port_free(settings.fast_host, settings.fast_port)
+
+
 def check_grpc_available() -> None:
     try:
         import tritonclient.grpc.service_pb2_grpc  # noqa: F401
@@ -88,9 +95,7 @@ def start_server(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8
     protocol there (on `host`; with direct ingress, on each replica's port too: `replica_urls(...,
     protocol="gRPC")`)."""
     if check and address is None:  # on a remote cluster the paths are the replicas' business, not this machine's
-        check_models(settings)
-    if settings.fast_port is not None and address is None:  # a port held by another program: say so now
-        check_port_free(settings.fast_host, settings.fast_port)
+        check_local(settings)
     if grpc_port is not None:
         check_grpc_available()
         _grpc_environment(settings, host)
@@ -154,9 +159,7 @@ def serve_forever(settings: ServeSettings, on_ready: Callable[[str], None] = pri
     stop, serving = threading.Event(), threading.Event()
     try:
         if address is None:
-            check_models(settings)  # a bad file: a clear error before Ray starts
-            if settings.fast_port is not None:
-                check_port_free(settings.fast_host, settings.fast_port)
+            check_local(settings)  # a bad file or a taken port: a clear error before Ray starts
         if kwargs.get("grpc_port") is not None:  # before Ray starts: its processes read the environment
             check_grpc_available()
             _grpc_environment(settings, kwargs.get("host", "127.0.0.1"))
