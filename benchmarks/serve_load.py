@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import io
 import json
 import os
@@ -34,7 +35,9 @@ from PIL import Image
 
 from cnnsweep.data import load_dataset
 from cnnsweep.export import create_session, read_metadata, run_logits
+from cnnsweep.serving.heap import freeze_startup_heap
 from gtsrb_model import ensure_model
+from raw_http import RawHttpPool, build_request
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
@@ -85,28 +88,30 @@ def _request(body, mode: str) -> tuple[bytes, dict]:
 
 
 async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, seconds: float,
-                        connections: int = 512) -> dict:
+                        connections: int = 512, client: str = "aiohttp") -> dict:
     """Requests arriving at a fixed `rate` per second (open loop, like independent users), for the
     latency at a given fraction of the saturation throughput. HTTP: over at most `connections`
     keep-alive connections (512: nearly a new connection per arrival once the server falls behind;
     a small pool: users behind a keep-alive load balancer). A request waiting for a free connection
     is timed from its arrival, so that wait counts as latency."""
     latencies, codes = [], Counter()
-    async with open_client(urls, bodies, mode, connections) as send:
+    cpu = time.process_time()
+    async with open_client(urls, bodies, mode, connections, client) as send:
         start, tasks, n = time.perf_counter(), [], int(rate * seconds)
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
             tasks.append(asyncio.ensure_future(send(i, codes, latencies, start + i / rate)))  # timed from arrival
         await asyncio.gather(*tasks)
         wall = time.perf_counter() - start
-    out = summarize(latencies, codes, wall, 0)
+    out = summarize(latencies, codes, wall, 0, time.process_time() - cpu)
     out["offered_per_s"] = rate
     return out
 
 
 @contextlib.asynccontextmanager
-async def open_client(urls: list[str], bodies: list, mode: str, connections: int):
-    """`send(i, codes, latencies)`: request i (body i, target i round-robin), timed; HTTP or gRPC."""
+async def open_client(urls: list[str], bodies: list, mode: str, connections: int, client: str = "aiohttp"):
+    """`send(i, codes, latencies)`: request i (body i, target i round-robin), timed; gRPC, or HTTP with
+    aiohttp or the lean client of raw_http.py (`client="raw"`)."""
     if mode == "grpc":
         channels = [grpc.aio.insecure_channel(u) for u in urls]
         stubs = [service_pb2_grpc.GRPCInferenceServiceStub(c) for c in channels]
@@ -120,12 +125,41 @@ async def open_client(urls: list[str], bodies: list, mode: str, connections: int
             for c in channels:
                 await c.close()
         return
+    if client == "raw":
+        async with raw_client(urls, bodies, mode, connections) as send:
+            yield send
+        return
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections), timeout=timeout) as session:
         async def send(i: int, codes: Counter, latencies: list[float], t0: float | None = None) -> None:
             await _timed_post(session, urls[i % len(urls)], bodies[i % len(bodies)], mode, codes, latencies, t0)
 
         yield send
+
+
+@contextlib.asynccontextmanager
+async def raw_client(urls: list[str], bodies: list, mode: str, connections: int):
+    """raw_http's pools, one per target with at most `connections` each (aiohttp's limit is per host
+    too); every request's bytes are built before the first is sent."""
+    pools = [RawHttpPool(u, connections) for u in urls]
+    requests = [[build_request(u, *_request(b, mode)) for b in bodies] for u in urls]
+
+    async def send(i: int, codes: Counter, latencies: list[float], t0: float | None = None) -> None:
+        t = time.perf_counter() if t0 is None else t0
+        try:
+            async with asyncio.timeout(60):  # a timer, not a Task per request (asyncio.wait_for)
+                status = await pools[i % len(pools)].post(requests[i % len(urls)][i % len(bodies)])
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as err:
+            codes[type(err).__name__] += 1
+            return
+        codes[status] += 1
+        latencies.append(time.perf_counter() - t)
+
+    try:
+        yield send
+    finally:
+        for pool in pools:
+            await pool.close()
 
 
 async def _timed_grpc(stub, request, codes: Counter, latencies: list[float], t0: float | None = None) -> None:
@@ -157,8 +191,9 @@ async def _timed_post(session: aiohttp.ClientSession, url: str, body: Any, mode:
     latencies.append(time.perf_counter() - t)
 
 
-async def run_level(urls: list[str], bodies: list, mode: str, concurrency: int, max_requests: int, seconds: float) -> dict:
-    latencies, codes, sent = [], Counter(), 0
+async def run_level(urls: list[str], bodies: list, mode: str, concurrency: int, max_requests: int, seconds: float,
+                    client: str = "aiohttp") -> dict:
+    latencies, codes, sent, cpu = [], Counter(), 0, time.process_time()
     deadline = time.perf_counter() + seconds
 
     async def worker(send) -> None:
@@ -168,20 +203,22 @@ async def run_level(urls: list[str], bodies: list, mode: str, concurrency: int, 
             sent += 1
             await send(i, codes, latencies)
 
-    async with open_client(urls, bodies, mode, concurrency) as send:
+    async with open_client(urls, bodies, mode, concurrency, client) as send:
         start = time.perf_counter()
         await asyncio.gather(*(worker(send) for _ in range(concurrency)))
         wall = time.perf_counter() - start
-    return summarize(latencies, codes, wall, concurrency)
+    return summarize(latencies, codes, wall, concurrency, time.process_time() - cpu)
 
 
-def summarize(latencies: list[float], codes: Counter, wall: float, concurrency: int) -> dict:
+def summarize(latencies: list[float], codes: Counter, wall: float, concurrency: int, cpu_s: float = 0.0) -> dict:
+    """`client_cpu_ms_per_request`: the load generator's own CPU (this process, all threads) per request."""
     ok = codes.get(200, 0)
     ms = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
     return {"concurrency": concurrency, "requests": sum(codes.values()), "ok": ok, "seconds": round(wall, 2),
             "requests_per_s": ok / wall, "p50_ms": float(np.percentile(ms, 50)),
             "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
             "errors": {str(k): v for k, v in codes.items() if k != 200},
+            "client_cpu_ms_per_request": round(1000 * cpu_s / max(1, sum(codes.values())), 3),
             "server_errors_5xx": sum(v for k, v in codes.items() if (isinstance(k, int) and k >= 500)
                                      or (isinstance(k, str) and k in GRPC_SERVER_ERRORS))}
 
@@ -202,7 +239,7 @@ def start_local_server(onnx_path: str, args) -> str:
     from cnnsweep.serving import build_settings
     from cnnsweep.distributed.serve import start_server
 
-    settings = build_settings({"models": [{"path": onnx_path, "name": args.model}],
+    settings = build_settings({"models": [{"path": onnx_path, "name": args.model}], "gc_freeze": args.gc_freeze == "both",
                                "max_batch_size": args.max_batch_size, "num_cpus": args.cpus_per_replica,
                                "num_replicas": args.replicas, "batch_wait_timeout_s": args.batch_wait_ms / 1000,
                                "max_ongoing_requests": args.max_ongoing or max(64, 2 * args.max_batch_size),
@@ -275,9 +312,17 @@ def parse_args():
                    "and ORT reference) once the server is up; 15 = the replicas' own (Ray sets it)")
     p.add_argument("--open-loop-connections", type=int, default=512, help="HTTP connections of the open-loop "
                    "level (0 = the concurrency of the best closed-loop level)")
+    p.add_argument("--clients", nargs="+", choices=["aiohttp", "raw"], default=["aiohttp"],
+                   help="HTTP load-generator clients, measured side by side (raw: benchmarks/raw_http.py)")
+    p.add_argument("--client-loop", choices=["asyncio", "uvloop"], default="asyncio",
+                   help="the load generator's event loop")
+    p.add_argument("--gc-freeze", choices=["both", "client", "none"], default="both", help="freeze the start-up "
+                   "heaps of the replicas (ServeSettings.gc_freeze) and of this load generator (whose collector is "
+                   "then also off during each level), of this one only, or of neither")
     p.add_argument("--open-loop-fraction", type=float, default=0.8, help="then a fixed-rate level at this "
                    "fraction of the best throughput measured (0 = skip)")
     args = p.parse_args()
+    args.client_gc_freeze = args.gc_freeze != "none"
     args.setups = args.setups or ["direct-http" if args.direct_ingress else "proxy-http"]
     return args
 
@@ -301,12 +346,17 @@ def main() -> None:
     per_request = 1 if args.mode == "predict" else args.images_per_request
     bodies = {"predict": png_bodies(raw), "grpc": grpc_requests(raw, 1, args.model),
               "infer": infer_bodies(raw, args.images_per_request)}
-    setups = {name: setup_targets(name, args, proxy_url) for name in args.setups}
+    # a setup per ingress path and HTTP client ("fast-http:raw"); gRPC setups have one client, grpc.aio
+    setups = {f"{name}:{client}" if "grpc" not in name else name: (*setup_targets(name, args, proxy_url), client)
+              for name in args.setups for client in args.clients if "grpc" not in name or client == args.clients[0]}
     print(f"endpoints: {setups}", flush=True)
     levels = {name: [] for name in setups}
+    if args.client_gc_freeze:  # the load generator's own heap (torch, numpy, the bodies): its full collections
+        freeze_startup_heap()  # would pause every in-flight request's clock too (cnnsweep/serving/heap.py)
+    client_gc = GcPauses()
     for c in args.concurrency:
-        for name, (mode, targets) in setups.items():  # interleaved: each setup sees the same background load
-            level = asyncio.run(run_level(targets, bodies[mode], mode, c, args.requests, args.seconds))
+        for name, (mode, targets, client) in setups.items():  # interleaved: each sees the same background load
+            level = run_async(args, run_level(targets, bodies[mode], mode, c, args.requests, args.seconds, client))
             level["images_per_s"] = level["requests_per_s"] * (1 if mode == "grpc" else per_request)
             # The baseline is measured right after each level: on a shared machine the background load
             # drifts within minutes, and a ratio is only meaningful between numbers taken together.
@@ -318,25 +368,66 @@ def main() -> None:
             print(f"{name:<12} {format_level(level)}", flush=True)
     open_loops = {}
     if args.open_loop_fraction > 0:
-        for name, (mode, targets) in setups.items():
+        for name, (mode, targets, client) in setups.items():
             best = max(levels[name], key=lambda r: r["images_per_s"])
             rate = args.open_loop_fraction * best["requests_per_s"]
             pool = args.open_loop_connections or best["concurrency"]
-            loop = asyncio.run(run_open_loop(targets, bodies[mode], mode, rate, args.seconds, pool))
+            loop = run_async(args, run_open_loop(targets, bodies[mode], mode, rate, args.seconds, pool, client))
             loop["connections"] = pool
             loop["loadavg"] = os.getloadavg()[0]
             open_loops[name] = loop
             print(f"{name:<12} open loop at {args.open_loop_fraction:.0%} of {best['requests_per_s']:.0f} req/s "
                   f"({pool} connections): "
                   f"{loop['requests_per_s']:.1f} req/s  p50 {loop['p50_ms']:.1f} ms  p99 {loop['p99_ms']:.1f} ms"
-                  f"  errors {loop['errors'] or '-'}  5xx {loop['server_errors_5xx']}  load {loop['loadavg']:.1f}",
+                  f"  errors {loop['errors'] or '-'}  5xx {loop['server_errors_5xx']}  load {loop['loadavg']:.1f}"
+                  f"  client CPU {loop['client_cpu_ms_per_request']:.3f} ms/req",
                   flush=True)
     print(json.dumps({"open_loop": open_loops, "replicas": args.replicas, "same_thread": args.same_thread,
-                      "direct_ingress": args.direct_ingress, "setups": {n: t for n, (_, t) in setups.items()},
+                      "direct_ingress": args.direct_ingress, "setups": {n: t for n, (_, t, _) in setups.items()},
+                      "client_loop": args.client_loop,
                       "throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
                       "mode": args.mode, "images_per_request": per_request, "cpu_count": os.cpu_count(),
                       "replica_threads": args.ort_threads or max(1, int(args.cpus_per_replica)),
-                      "reference_threads": threads, "max_batch_size": args.max_batch_size, "client_nice": args.client_nice, "levels": levels}))
+                      "reference_threads": threads, "max_batch_size": args.max_batch_size, "gc_freeze": args.gc_freeze, "client_nice": args.client_nice,
+                      "client_gc": client_gc.report(), "levels": levels}))
+    print(f"client GC: {client_gc.report()}")
+
+
+class GcPauses:
+    """The load generator's own collection pauses (gc.callbacks), for the report: count and longest, ms."""
+
+    def __init__(self):
+        self.t0, self.pauses = 0.0, []
+        gc.callbacks.append(self._on)
+
+    def _on(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.t0 = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], 1000 * (time.perf_counter() - self.t0)))
+
+    def report(self) -> dict:
+        return {"collections": len(self.pauses), "max_ms": round(max((p for _, p in self.pauses), default=0), 2),
+                "gen2": sum(g == 2 for g, _ in self.pauses)}
+
+
+def run_async(args, coro):
+    """One level on a fresh event loop: asyncio's, or uvloop's (`--client-loop uvloop`). With
+    --gc-freeze both|client the load generator's collector is off during the level and runs between levels, so
+    that no collection pause of this process is timed as server latency (like a C client: wrk has no GC)."""
+    if args.client_gc_freeze:
+        gc.disable()
+    try:
+        if args.client_loop == "uvloop":
+            import uvloop
+
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(coro)
+        return asyncio.run(coro)
+    finally:
+        if args.client_gc_freeze:
+            gc.enable()
+            gc.collect()
 
 
 def validate_data(data: dict, root: str):
@@ -350,7 +441,7 @@ def format_level(r: dict) -> str:
             f"p50 {r['p50_ms']:7.1f} ms  p95 {r['p95_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms  "
             f"errors {r['errors'] or '-'}  in-process ORT {max(r['ort_images_per_s'].values()):7.0f} img/s  "
             f"served/ORT(batch) {r['ratio_vs_ort_batch']:.3f}  served/ORT(batch 1) {r['ratio_vs_ort_batch_1']:.3f}  "
-            f"load {r['loadavg']:.1f}")
+            f"load {r['loadavg']:.1f}  client CPU {r['client_cpu_ms_per_request']:.3f} ms/req")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from ray import serve
 from cnnsweep.distributed.serve.grpc_bind import bind_grpc_to_host
 from cnnsweep.distributed.serve.proxy_setup import register_grpc_messages
 from cnnsweep.serving.batcher import split_rows
+from cnnsweep.serving.heap import freeze_startup_heap
 from cnnsweep.serving.http_app import build_http_app
 from cnnsweep.serving.model import ServedModel, load_served_models
 from cnnsweep.serving.settings import ServeSettings, build_settings
@@ -51,6 +52,8 @@ class InferenceServer:
             from cnnsweep.serving.fast_server import start_fast_server
 
             self._fast = start_fast_server(self.settings, self.models, self._executor)
+        if self.settings.gc_freeze:  # last: everything alive now is start-up state (imports, models, servers)
+            freeze_startup_heap()
 
     def check_health(self) -> None:
         """Ray: called by the controller every few seconds; raising makes Serve replace this replica."""
