@@ -143,19 +143,40 @@ def _kill_group(proc: subprocess.Popen) -> None:
         time.sleep(0.1)  # SIGKILL is asynchronous: a dying process may still finish a write
 
 
-def _epochs(trial_dir: Path) -> list[int]:
-    """The epochs Tune recorded for a trial (its result.json), in order."""
+def _rows(trial_dir: Path) -> list[dict]:
+    """The rows Tune recorded for a trial (its result.json), in order."""
     path = trial_dir / "result.json"
     if not path.is_file():
         return []
-    return [json.loads(line)["epoch"] for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _set_status(out: Path, trial_id: str, status: str) -> None:
+    """Edit the stored experiment state, as a kill at an unlucky moment would have left it."""
+    path = sorted((out / "tune").glob("experiment_state-*.json"))[-1]  # the newest: what --resume reads
+    state = json.loads(path.read_text())
+    for pair in state["trial_data"]:
+        trial = json.loads(pair[0])
+        if trial["trial_id"] == trial_id:
+            pair[0] = json.dumps(trial | {"status": status})
+    path.write_text(json.dumps(state))
+
+
+def _resume(sweep: Path, out: Path, log: Path) -> tuple[dict, pd.DataFrame]:
+    """`cnnsweep tune --resume` to the end: its summary and the leaderboard it wrote."""
+    proc = _start_cli([str(sweep), "--output", str(out), "--resume", "--json"], log)
+    try:
+        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        _kill_group(proc)
+    return _last_json(log.with_suffix(".out").read_text()), pd.read_csv(out / "leaderboard.csv")
 
 
 def _synced_statuses(out: Path) -> dict[str, str]:
     """Trial statuses in the experiment state as stored in --output: what --resume will find."""
-    files = list((out / "tune").glob("experiment_state-*.json"))
+    files = sorted((out / "tune").glob("experiment_state-*.json"))  # one per (re)start, named by its time
     try:
-        trials = [json.loads(t[0]) for t in json.loads(files[0].read_text())["trial_data"]] if files else []
+        trials = [json.loads(t[0]) for t in json.loads(files[-1].read_text())["trial_data"]] if files else []
     except (json.JSONDecodeError, OSError):  # caught mid-copy
         return {}
     return {t["trial_id"]: t["status"] for t in trials}
@@ -165,14 +186,18 @@ def _checkpoints(out: Path, trial_id: str) -> list[Path]:
     return sorted(c for c in (out / "train" / f"trial_{trial_id}").glob("checkpoint_20*") if c.is_dir())
 
 
-def _newest_epoch(out: Path, trial_id: str) -> int:
-    """Epoch of the latest checkpoint Ray Train registered for this trial (-1: none yet). A checkpoint
-    folder still being written does not count: Train resumes from the registered one."""
+def _latest_checkpoint_metrics(out: Path, trial_id: str) -> dict:
+    """What the epoch of the latest checkpoint Ray Train registered for this trial reported ({}: none yet).
+    A checkpoint folder still being written does not count: Train resumes from the registered one."""
     snapshot = out / "train" / f"trial_{trial_id}" / "checkpoint_manager_snapshot.json"
     try:
-        return int(json.loads(snapshot.read_text())["latest_checkpoint_result"]["metrics"]["epoch"])
+        return dict(json.loads(snapshot.read_text())["latest_checkpoint_result"]["metrics"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError):  # absent, or being replaced right now
-        return -1
+        return {}
+
+
+def _newest_epoch(out: Path, trial_id: str) -> int:
+    return int(_latest_checkpoint_metrics(out, trial_id).get("epoch", -1))
 
 
 def _wait_for(predicate, timeout: float, proc: subprocess.Popen, log: Path) -> None:
@@ -211,28 +236,32 @@ def test_resume_after_sigkill_keeps_finished_trials_and_continues_the_interrupte
     states = _synced_statuses(out)
     done = next(t for t, s in states.items() if s == "TERMINATED")
     midway = next(t for t, s in states.items() if s == "RUNNING")
-    done_rows = _epochs(out / "tune" / f"trial_{done}")
+    done_rows = _rows(out / "tune" / f"trial_{done}")
     done_checkpoints = _checkpoints(out, done)
     assert len(done_rows) == epochs and done_checkpoints
-    midway_rows, midway_epoch = _epochs(out / "tune" / f"trial_{midway}"), _newest_epoch(out, midway)
+    registered = _latest_checkpoint_metrics(out, midway)
 
-    log2 = tmp_path / "resume.log"
-    proc = _start_cli([str(sweep), "--output", str(out), "--resume", "--json"], log2)
-    try:
-        assert proc.wait(timeout=300) == 0, log2.read_text()[-3000:]
-    finally:
-        _kill_group(proc)
-    summary = _last_json(log2.with_suffix(".out").read_text())
-    assert summary["trials"] == {"finished": 3, "stopped_early": 0, "errored": 0, "total": 3}
+    summary, board = _resume(sweep, out, tmp_path / "resume.log")
+    assert summary["trials"] == {"finished": 3, "stopped_early": 0, "errored": 0, "total": 3}, board
     # the finished trial did not run again: same Tune rows, same checkpoints
-    assert _epochs(out / "tune" / f"trial_{done}") == done_rows and _checkpoints(out, done) == done_checkpoints
-    # the interrupted trial went on from its last checkpoint: after the resume it reported only the
-    # epochs after that checkpoint. (Tune rewrites a restored trial's result.json, so the rows it had
-    # stored before the kill may or may not still precede them.)
-    resumed = _epochs(out / "tune" / f"trial_{midway}")
-    # (Ray's workers are not in the CLI's process group and may write one more checkpoint after the
-    # look above, so the restart point may be one newer than midway_epoch, never older: not from scratch)
-    new_rows = resumed[len(midway_rows):] if resumed[:len(midway_rows)] == midway_rows else resumed
-    assert new_rows and new_rows == list(range(new_rows[0], epochs)), (midway_rows, midway_epoch, resumed)
-    assert new_rows[0] >= midway_epoch + 1, (midway_rows, midway_epoch, resumed)
-    assert len(pd.read_csv(out / "leaderboard.csv")) == 3
+    assert _rows(out / "tune" / f"trial_{done}") == done_rows and _checkpoints(out, done) == done_checkpoints
+    # The interrupted trial went on from its last checkpoint, not from scratch: Tune restarts it with an
+    # empty history, the trial replays the epochs its checkpoint records (the very rows reported before
+    # the kill: the same per-epoch seconds, which a retrained epoch would not match), then trains the rest.
+    resumed = _rows(out / "tune" / f"trial_{midway}")
+    assert [r["epoch"] for r in resumed] == list(range(epochs)), resumed
+    assert resumed[registered["epoch"]]["train/seconds"] == registered["train/seconds"], (registered, resumed)
+    assert all(r["epochs_done"] == r["epoch"] + 1 for r in resumed)
+    assert list(board["epochs"]) == [epochs] * 3 and board["checkpoint"].map(lambda c: Path(c).is_dir()).all()
+
+    # Tune may find a trial RUNNING whose Train run had finished every epoch before the kill reached its
+    # workers (they are not in the CLI's process group). Force that case: the trial trains nothing more,
+    # and still counts as finished with its full history and best checkpoint.
+    _set_status(out, midway, "RUNNING")
+    midway_checkpoints = _checkpoints(out, midway)
+    summary, board2 = _resume(sweep, out, tmp_path / "resume2.log")
+    assert summary["trials"] == {"finished": 3, "stopped_early": 0, "errored": 0, "total": 3}, board2
+    assert _checkpoints(out, midway) == midway_checkpoints  # nothing retrained
+    assert [r["train/seconds"] for r in _rows(out / "tune" / f"trial_{midway}")] == [
+        r["train/seconds"] for r in resumed]
+    assert board2.set_index("trial_id")["checkpoint"].to_dict() == board.set_index("trial_id")["checkpoint"].to_dict()
