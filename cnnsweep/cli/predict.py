@@ -25,6 +25,8 @@ def predict_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ORT threads (local) [one per core]"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: run as Ray tasks over chunks "
                                           "of the inputs (`auto` = RAY_ADDRESS / the local `ray start`)"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="leave out images that cannot be read or decoded "
+                                  "(listed in the summary) instead of stopping at the first"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Predict a class for every input and write a leaderboard-style CSV, through ONNX Runtime."""
@@ -43,11 +45,11 @@ def predict_cmd(
 
             load_predictor(onnx_path)  # a broken model fails here, with one line, before Ray starts
             summary = predict_on_ray(onnx_path, items, output, address=address, top_k=top_k,
-                                     batch_size=batch_size, exported_from=exported_from)
+                                     batch_size=batch_size, exported_from=exported_from, skip_bad=skip_bad)
         else:
             predictor = load_predictor(onnx_path, num_threads=threads)
             predictor.exported_from = exported_from
-            summary = predict(predictor, items, output, top_k=top_k, batch_size=batch_size)
+            summary = predict(predictor, items, output, top_k=top_k, batch_size=batch_size, skip_bad=skip_bad)
     _report(summary.to_dict(), json_out)
 
 
@@ -57,3 +59,7 @@ def _report(s: dict, json_out: bool) -> None:
         return
     acc = f", accuracy {s['accuracy']:.4f} (true labels known)" if s["accuracy"] is not None else ""
     out.print(f"wrote {s['num_images']} predictions to {s['output']} in {s['seconds']:.1f} s{acc}", highlight=False)
+    if s["num_skipped"]:
+        first = s["skipped"][0]
+        err.print(f"[yellow]skipped {s['num_skipped']} bad image(s)[/], first: {first['id']}: {first['error']}",
+                  highlight=False, soft_wrap=True)

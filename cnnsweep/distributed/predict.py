@@ -16,47 +16,47 @@ from typing import Iterator, Optional
 import ray
 
 from cnnsweep.distributed.cluster import start_ray
-from cnnsweep.predict import InputSet, PredictSummary, load_predictor, predict_chunk, write_rows
-from cnnsweep.predict.run import BATCH_SIZE, CHUNK_SIZE
+from cnnsweep.predict import InputSet, PredictError, PredictSummary, load_predictor, predict_chunk
+from cnnsweep.predict.run import BATCH_SIZE, CHUNK_SIZE, ChunkResult, check_top_k, write_predictions
 
 CPUS_PER_TASK = 1  # one ORT thread per task: many small tasks spread over the cluster's cores
 
 
 @ray.remote(num_cpus=CPUS_PER_TASK)
-def _predict_task(model_bytes: bytes, chunk, top_k: int, batch_size: int) -> list[dict]:
+def _predict_task(model_bytes: bytes, chunk, top_k: int, batch_size: int, skip_bad: bool) -> ChunkResult:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         path.write_bytes(model_bytes)
-        return predict_chunk(load_predictor(path, num_threads=CPUS_PER_TASK), chunk, top_k, batch_size)
+        return predict_chunk(load_predictor(path, num_threads=CPUS_PER_TASK), chunk, top_k, batch_size, skip_bad)
 
 
-def _ordered_results(refs_in: Iterator, max_in_flight: int) -> Iterator[dict]:
+def _get(ref) -> ChunkResult:
+    try:
+        return ray.get(ref)  # Ray
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, PredictError):  # a bad image: its one line, not the worker's traceback
+            raise err.cause from None
+        raise
+
+
+def _ordered_results(refs_in: Iterator, max_in_flight: int) -> Iterator[ChunkResult]:
     pending: list = []
     for ref in refs_in:
         pending.append(ref)
         if len(pending) >= max_in_flight:
-            yield from ray.get(pending.pop(0))  # Ray: the oldest chunk first keeps the CSV in input order
+            yield _get(pending.pop(0))  # the oldest chunk first keeps the CSV in input order
     for ref in pending:
-        yield from ray.get(ref)  # Ray
+        yield _get(ref)
 
 
 def predict_on_ray(onnx_path: str | Path, inputs: InputSet, output: str | Path, *, address: Optional[str] = None,
                    top_k: int = 1, batch_size: int = BATCH_SIZE, chunk_size: int = CHUNK_SIZE,
-                   max_in_flight: int = 16, exported_from: Optional[str] = None) -> PredictSummary:
-    start = time.perf_counter()
+                   max_in_flight: int = 16, exported_from: Optional[str] = None,
+                   skip_bad: bool = False) -> PredictSummary:
+    check_top_k(top_k)
+    started = time.perf_counter()
     start_ray(address)
     model_ref = ray.put(Path(onnx_path).read_bytes())  # Ray: once, shared by every task
-    refs = (_predict_task.remote(model_ref, c, top_k, batch_size) for c in inputs.chunks(chunk_size))
-    counts = {"n": 0, "labelled": 0, "hits": 0}
-
-    def rows() -> Iterator[dict]:
-        for row in _ordered_results(refs, max_in_flight):
-            counts["n"] += 1
-            if "true_label" in row:
-                counts["labelled"] += 1
-                counts["hits"] += row["label"] == row["true_label"]
-            yield row
-
-    write_rows(output, rows(), top_k, with_truth=inputs.labels is not None)
-    acc = counts["hits"] / counts["labelled"] if counts["labelled"] else None
-    return PredictSummary(str(output), counts["n"], time.perf_counter() - start, acc, exported_from, list(inputs.notes))
+    refs = (_predict_task.remote(model_ref, c, top_k, batch_size, skip_bad) for c in inputs.chunks(chunk_size))
+    return write_predictions(_ordered_results(refs, max_in_flight), inputs, output, top_k=top_k,
+                             started=started, exported_from=exported_from)

@@ -30,6 +30,7 @@ class Chunk:
     encoded: Optional[list[bytes]] = None  # image files, still encoded (decoded where they are predicted)
     images: Optional[np.ndarray] = None  # dataset splits: uint8 N x C x H x W
     labels: Optional[np.ndarray] = None  # true labels, when known
+    read_errors: dict[int, str] = field(default_factory=dict)  # position in the chunk -> why it was unreadable
 
 
 @dataclass
@@ -48,16 +49,23 @@ class InputSet:
             sl = slice(i, i + size)
             labels = None if self.labels is None else self.labels[sl]
             if self.paths is not None:
-                yield Chunk(self.ids[sl], encoded=[_read(p) for p in self.paths[sl]], labels=labels)
+                encoded, errors = _read_all(self.paths[sl])
+                yield Chunk(self.ids[sl], encoded=encoded, labels=labels, read_errors=errors)
             else:
                 yield Chunk(self.ids[sl], images=self.images[sl], labels=labels)
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise PredictError(f"{path}: cannot read ({err.strerror})") from None
+def _read_all(paths: Sequence[Path]) -> tuple[list[bytes], dict[int, str]]:
+    """File bytes, with b"" and a reason for each file that could not be read (the caller decides
+    whether that ends the run or skips the file)."""
+    encoded, errors = [], {}
+    for i, path in enumerate(paths):
+        try:
+            encoded.append(path.read_bytes())
+        except OSError as err:
+            encoded.append(b"")
+            errors[i] = f"cannot read ({err.strerror})"
+    return encoded, errors
 
 
 def parse_split_spec(spec: str) -> Optional[tuple[str, str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from cnnsweep.serving.images import decode_image
 MAX_PIXELS = 4096 * 4096  # decoded image limit (decompression bombs), pixels
 BATCH_SIZE = 256  # images per ORT call
 CHUNK_SIZE = 2048  # images read (and, on Ray, sent to one task) at a time
+MAX_LISTED_SKIPS = 100  # skipped images named in the summary (all are counted)
 
 
 @dataclass
@@ -30,11 +31,21 @@ class PredictSummary:
     accuracy: Optional[float] = None  # when the inputs carry true labels (a dataset split)
     exported_from: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # --skip-bad: {"id", "error"} per image left out
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "num_images": self.num_images, "seconds": round(self.seconds, 2),
                 "images_per_s": round(self.num_images / self.seconds, 1) if self.seconds else None,
-                "accuracy": self.accuracy, "exported_from": self.exported_from, "notes": self.notes}
+                "accuracy": self.accuracy, "exported_from": self.exported_from, "notes": self.notes,
+                "num_skipped": len(self.skipped), "skipped": self.skipped[:MAX_LISTED_SKIPS]}
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk gives back: its CSV rows, and the images skipped as unreadable (with --skip-bad)."""
+
+    rows: list[dict]
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -43,19 +54,27 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)
 
 
-def _decode(chunk: Chunk, predictor: Predictor) -> np.ndarray:
-    """A chunk -> normalized float32 model input, with the server's decoding and preprocessing."""
+def _decode(chunk: Chunk, predictor: Predictor, skip_bad: bool) -> tuple[np.ndarray, list[int], list[dict]]:
+    """A chunk -> normalized float32 model input (the server's decoding and preprocessing), the positions
+    of the images it holds, and the images skipped. A bad image ends the run unless `skip_bad`."""
     served = predictor.model
     if chunk.images is not None:
         with torch.inference_mode():
-            return served.info.preprocess(torch.from_numpy(np.ascontiguousarray(chunk.images))).numpy()
-    parts = []
-    for id_, data in zip(chunk.ids, chunk.encoded or []):
+            x = served.info.preprocess(torch.from_numpy(np.ascontiguousarray(chunk.images))).numpy()
+        return x, list(range(len(x))), []
+    parts, kept, skipped = [], [], []
+    for i, (id_, data) in enumerate(zip(chunk.ids, chunk.encoded or [])):
         try:
+            if i in chunk.read_errors:
+                raise PredictError(chunk.read_errors[i])
             parts.append(served.prepare_pixels(decode_image(data, MAX_PIXELS)))
-        except HttpError as err:
-            raise PredictError(f"{id_}: {err.message}") from None
-    return np.concatenate(parts)
+            kept.append(i)
+        except (HttpError, PredictError) as err:
+            reason = err.message if isinstance(err, HttpError) else str(err)
+            if not skip_bad:
+                raise PredictError(f"{id_}: {reason} (--skip-bad leaves such files out)") from None
+            skipped.append({"id": id_, "error": reason})
+    return (np.concatenate(parts) if parts else np.zeros((0, *served.info.input_shape), np.float32)), kept, skipped
 
 
 def _rows(ids: list[str], probs: np.ndarray, names: list[str], top_k: int, labels) -> list[dict]:
@@ -73,29 +92,51 @@ def _rows(ids: list[str], probs: np.ndarray, names: list[str], top_k: int, label
     return rows
 
 
-def predict_chunk(predictor: Predictor, chunk: Chunk, top_k: int = 1, batch_size: int = BATCH_SIZE) -> list[dict]:
+def predict_chunk(predictor: Predictor, chunk: Chunk, top_k: int = 1, batch_size: int = BATCH_SIZE,
+                  skip_bad: bool = False) -> ChunkResult:
     """One chunk -> its CSV rows (what each Ray task runs too)."""
-    x = _decode(chunk, predictor)
+    x, kept, skipped = _decode(chunk, predictor, skip_bad)
+    if not kept:
+        return ChunkResult([], skipped)
     probs = np.concatenate([_softmax(predictor.model.run(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
-    return _rows(chunk.ids, probs, predictor.model.info.class_names, top_k, chunk.labels)
+    labels = None if chunk.labels is None else chunk.labels[kept]
+    ids = [chunk.ids[i] for i in kept]
+    return ChunkResult(_rows(ids, probs, predictor.model.info.class_names, top_k, labels), skipped)
+
+
+def write_predictions(results: Iterable[ChunkResult], inputs: InputSet, output: str | Path, *, top_k: int,
+                      started: float, exported_from: Optional[str]) -> PredictSummary:
+    """Stream the chunks' rows into the CSV (in order) and count what the summary reports: one code path
+    for the local run and the Ray tasks."""
+    counts = {"n": 0, "labelled": 0, "hits": 0}
+    skipped: list[dict[str, str]] = []
+
+    def rows() -> Iterator[dict]:
+        for result in results:
+            skipped.extend(result.skipped)
+            for row in result.rows:
+                counts["n"] += 1
+                if "true_label" in row:
+                    counts["labelled"] += 1
+                    counts["hits"] += row["label"] == row["true_label"]
+                yield row
+
+    write_rows(output, rows(), top_k, with_truth=inputs.labels is not None)
+    acc = counts["hits"] / counts["labelled"] if counts["labelled"] else None
+    return PredictSummary(str(output), counts["n"], time.perf_counter() - started, acc, exported_from,
+                          list(inputs.notes), skipped)
+
+
+def check_top_k(top_k: int) -> None:
+    if top_k < 1:
+        raise PredictError(f"--top-k must be >= 1, got {top_k}")
 
 
 def predict(predictor: Predictor, inputs: InputSet, output: str | Path, *, top_k: int = 1,
-            batch_size: int = BATCH_SIZE, chunk_size: int = CHUNK_SIZE) -> PredictSummary:
+            batch_size: int = BATCH_SIZE, chunk_size: int = CHUNK_SIZE, skip_bad: bool = False) -> PredictSummary:
     """Local path (no Ray): every chunk in turn, rows streamed to the CSV."""
-    if top_k < 1:
-        raise PredictError(f"--top-k must be >= 1, got {top_k}")
-    start, hits, total, labelled = time.perf_counter(), 0, 0, 0
-
-    def rows():
-        nonlocal hits, total, labelled
-        for chunk in inputs.chunks(chunk_size):
-            part = predict_chunk(predictor, chunk, top_k, batch_size)
-            total += len(part)
-            labelled += sum("true_label" in r for r in part)
-            hits += sum(r["label"] == r.get("true_label") for r in part)
-            yield from part
-
-    write_rows(output, rows(), top_k, with_truth=inputs.labels is not None)
-    return PredictSummary(str(output), total, time.perf_counter() - start, hits / labelled if labelled else None,
-                          predictor.exported_from, list(inputs.notes))
+    check_top_k(top_k)
+    started = time.perf_counter()
+    results = (predict_chunk(predictor, c, top_k, batch_size, skip_bad) for c in inputs.chunks(chunk_size))
+    return write_predictions(results, inputs, output, top_k=top_k, started=started,
+                             exported_from=predictor.exported_from)

@@ -35,3 +35,19 @@ def test_bad_input_exits_2_with_one_line(tiny_gtsrb_sweep, gtsrb_root, args, wor
     args = [a.format(root=gtsrb_root, sweep=tiny_gtsrb_sweep) for a in args]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and words in res.output and res.output.count("\n") == 1, res.output
+
+
+def test_skip_bad_from_the_command_line(tiny_gtsrb_sweep, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(folder / "good.png")
+    (folder / "bad.png").write_bytes(b"not a png")
+    args = ["predict", str(tiny_gtsrb_sweep), str(folder), "-o", str(tmp_path / "p.csv")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "bad.png" in res.output and "--skip-bad" in res.output, res.output
+    res = CliRunner().invoke(app, [*args, "--skip-bad", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["num_images"] == 1 and summary["num_skipped"] == 1 and summary["skipped"][0]["id"] == "bad.png"

@@ -76,9 +76,43 @@ def test_image_files_get_the_same_predictions_as_the_split_with_top_k(ensemble_o
 
 def test_a_corrupt_image_names_its_file(ensemble_onnx, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    with pytest.raises(PredictError, match="bad.png: "):
+    with pytest.raises(PredictError, match="bad.png: .*--skip-bad"):
         predict(load_predictor(ensemble_onnx), resolve_inputs([str(tmp_path / "bad.png")]), tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()  # no half-written CSV
+
+
+def _folder_with_bad_files(valid, folder):
+    """5 good PNGs, one corrupt PNG and one that vanishes between listing and reading."""
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"{i:03d}.png").write_bytes(_png(valid.images[i]))
+    (folder / "002b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    (folder / "004b.png").write_bytes(_png(valid.images[0]))
+    inputs = resolve_inputs([str(folder)])
+    (folder / "004b.png").unlink()
+    return inputs
+
+
+def test_skip_bad_leaves_out_bad_images_and_names_them(ensemble_onnx, valid, tmp_path):
+    inputs = _folder_with_bad_files(valid, tmp_path / "imgs")
+    predictor = load_predictor(ensemble_onnx)
+    with pytest.raises(PredictError, match="002b.png: not a PNG"):  # without it, the first bad image stops the run
+        predict(predictor, inputs, tmp_path / "strict.csv", chunk_size=3)
+    summary = predict(predictor, inputs, tmp_path / "p.csv", chunk_size=3, batch_size=2, skip_bad=True)
+    rows = _read(tmp_path / "p.csv")
+    assert [r["id"] for r in rows] == [f"{i:03d}.png" for i in range(5)] and summary.num_images == 5
+    assert [s["id"] for s in summary.skipped] == ["002b.png", "004b.png"]
+    assert "cannot read" in summary.skipped[1]["error"] and summary.to_dict()["num_skipped"] == 2
+    # the good images get the predictions they get alone
+    predict(predictor, resolve_inputs([str(tmp_path / "imgs" / f"{i:03d}.png") for i in range(5)]), tmp_path / "g.csv")
+    assert [r["label"] for r in rows] == [r["label"] for r in _read(tmp_path / "g.csv")]
+
+
+def test_a_chunk_of_only_bad_images_gives_no_rows(ensemble_onnx, tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    summary = predict(load_predictor(ensemble_onnx), resolve_inputs([str(tmp_path / "bad.png")]), tmp_path / "p.csv",
+                      skip_bad=True)
+    assert summary.num_images == 0 and len(summary.skipped) == 1 and _read(tmp_path / "p.csv") == []
 
 
 def test_checkpoint_is_exported_on_the_fly_and_a_sweep_best_model_is_used_as_is(tiny_gtsrb_sweep, tmp_path):
