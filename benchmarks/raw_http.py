@@ -11,6 +11,9 @@ the client as much as the server. This client sends the same bytes for a fractio
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+from collections import Counter
 from urllib.parse import urlsplit
 
 HEAD_END = b"\r\n\r\n"
@@ -51,6 +54,7 @@ class RawHttpPool:
         self.host, self.port = u.hostname, u.port or 80
         self.free: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.slots = asyncio.Semaphore(connections)
+        self.sent_by_local_port: Counter = Counter()  # requests per connection, for server_balance
 
     async def post(self, request: bytes) -> int:
         async with self.slots:
@@ -72,9 +76,9 @@ class RawHttpPool:
                 conn[1].close()
             return status
 
-    @staticmethod
-    async def _exchange(conn, request: bytes) -> tuple[int, bool]:
+    async def _exchange(self, conn, request: bytes) -> tuple[int, bool]:
         reader, writer = conn
+        self.sent_by_local_port[writer.get_extra_info("sockname")[1]] += 1
         writer.write(request)
         try:
             head = await reader.readuntil(HEAD_END)
@@ -89,3 +93,26 @@ class RawHttpPool:
         for _, writer in self.free:
             writer.close()
         self.free.clear()
+
+
+SS_LINE = re.compile(r":(\d+)\s+\S+:(\d+)\s+users:\(\(\"[^\"]*\",pid=(\d+)")
+
+
+def server_balance(pool: RawHttpPool) -> dict[str, dict[str, int]]:
+    """Which server process answered how many of this pool's requests, over how many connections.
+
+    Several processes share one port through SO_REUSEPORT and the kernel picks one per connection, so
+    requests split as the connections did. `ss` names the process that owns each accepted socket
+    (same machine only; run while the connections are still open). {} if `ss` is not there."""
+    try:
+        text = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{pool.port} )"],
+                              capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    owner = {int(peer): pid for _, peer, pid in SS_LINE.findall(text)}  # client's port -> server pid
+    out: dict[str, dict[str, int]] = {}
+    for port, n in pool.sent_by_local_port.items():
+        row = out.setdefault(owner.get(port, "closed"), {"connections": 0, "requests": 0})
+        row["connections"] += 1
+        row["requests"] += n
+    return out

@@ -24,6 +24,7 @@ import gc
 import io
 import json
 import os
+import statistics
 import time
 from typing import Any
 from collections import Counter
@@ -37,7 +38,7 @@ from cnnsweep.data import load_dataset
 from cnnsweep.export import create_session, read_metadata, run_logits
 from cnnsweep.serving.heap import freeze_startup_heap
 from gtsrb_model import ensure_model
-from raw_http import RawHttpPool, build_request
+from raw_http import RawHttpPool, build_request, server_balance
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
@@ -88,24 +89,79 @@ def _request(body, mode: str) -> tuple[bytes, dict]:
 
 
 async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, seconds: float,
-                        connections: int = 512, client: str = "aiohttp") -> dict:
+                        connections: int = 512, client: str = "aiohttp", driver: str = "workers") -> dict:
     """Requests arriving at a fixed `rate` per second (open loop, like independent users), for the
     latency at a given fraction of the saturation throughput. HTTP: over at most `connections`
     keep-alive connections (512: nearly a new connection per arrival once the server falls behind;
     a small pool: users behind a keep-alive load balancer). A request waiting for a free connection
-    is timed from its arrival, so that wait counts as latency."""
-    latencies, codes = [], Counter()
+    is timed from its arrival, so that wait counts as latency.
+
+    `driver`: "tasks" sleeps until each arrival and starts a Task for it (one timer and one Task per
+    request); "workers" (HTTP only) releases the arrivals due every millisecond into a queue that
+    `connections` worker coroutines drain, one request at a time each: the same arrivals, timing
+    and connection limit, for less of the load generator's CPU, which it takes from the server."""
+    latencies, codes, slow = [], Counter(), []
     cpu = time.process_time()
     async with open_client(urls, bodies, mode, connections, client) as send:
-        start, tasks, n = time.perf_counter(), [], int(rate * seconds)
-        for i in range(n):
-            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            tasks.append(asyncio.ensure_future(send(i, codes, latencies, start + i / rate)))  # timed from arrival
-        await asyncio.gather(*tasks)
+        start, n = time.perf_counter(), int(rate * seconds)
+
+        async def send_and_note(i: int, t0: float) -> None:
+            await send(i, codes, latencies, t0)  # timed from arrival
+            if time.perf_counter() - t0 > SLOW_S:
+                slow.append(t0 - start)
+
+        if driver == "workers" and mode != "grpc":
+            await _drive_with_workers(send_and_note, rate, n, start, connections)
+        else:
+            await _drive_with_tasks(send_and_note, rate, n, start)
         wall = time.perf_counter() - start
+        # raw client: the requests each server process answered (connections still open here)
+        balance = [server_balance(p) for p in getattr(send, "pools", [])]
     out = summarize(latencies, codes, wall, 0, time.process_time() - cpu)
     out["offered_per_s"] = rate
+    out["driver"] = driver if mode != "grpc" else "tasks"
+    out["slow_arrivals_per_s"] = slow_histogram(slow, seconds)
+    if balance:
+        out["requests_per_server_process"] = balance
     return out
+
+
+async def _drive_with_tasks(send, rate: float, n: int, start: float) -> None:
+    tasks = []
+    for i in range(n):
+        await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        tasks.append(asyncio.ensure_future(send(i, start + i / rate)))
+    await asyncio.gather(*tasks)
+
+
+async def _drive_with_workers(send, rate: float, n: int, start: float, workers: int, tick_s: float = 0.001) -> None:
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def worker() -> None:
+        while (item := await queue.get()) is not None:
+            await send(*item)
+
+    pool = [asyncio.ensure_future(worker()) for _ in range(workers)]
+    released = 0
+    while released < n:
+        due = min(n, int((time.perf_counter() - start) * rate) + 1)
+        for i in range(released, due):
+            queue.put_nowait((i, start + i / rate))  # each still timed from its own arrival
+        released = due
+        await asyncio.sleep(tick_s)
+    for _ in pool:
+        queue.put_nowait(None)
+    await asyncio.gather(*pool)
+
+
+SLOW_S = 0.050  # the goal's p99 bound: requests slower than this are located in time
+
+
+def slow_histogram(arrivals: list[float], seconds: float) -> dict[str, int]:
+    """Requests over SLOW_S by the 0.5 s window they arrived in: spread out (queueing near saturation)
+    or bunched in one window (a pause somewhere: a collector, a background process, the scheduler)."""
+    counts = Counter(int(a / 0.5) for a in arrivals)
+    return {f"{k * 0.5:.1f}s": v for k, v in sorted(counts.items()) if k * 0.5 < seconds + 1}
 
 
 @contextlib.asynccontextmanager
@@ -155,6 +211,7 @@ async def raw_client(urls: list[str], bodies: list, mode: str, connections: int)
         codes[status] += 1
         latencies.append(time.perf_counter() - t)
 
+    send.pools = pools  # for server_balance
     try:
         yield send
     finally:
@@ -319,12 +376,44 @@ def parse_args():
     p.add_argument("--gc-freeze", choices=["both", "client", "none"], default="both", help="freeze the start-up "
                    "heaps of the replicas (ServeSettings.gc_freeze) and of this load generator (whose collector is "
                    "then also off during each level), of this one only, or of neither")
+    p.add_argument("--open-loop-driver", nargs="+", choices=["workers", "tasks"], default=["workers"],
+                   help="how the open loop releases arrivals (run_open_loop; tasks = before 2026-12-03 session 6); "
+                        "several: one open loop each, in turn")
+    p.add_argument("--saturation", choices=["max", "median"], default="max",
+                   help="the open loop's 100%%: the best closed-loop level (max), or the median of all of them "
+                        "(repeat one --concurrency to measure a noisy machine's capacity more than once)")
     p.add_argument("--open-loop-fraction", type=float, default=0.8, help="then a fixed-rate level at this "
                    "fraction of the best throughput measured (0 = skip)")
     args = p.parse_args()
     args.client_gc_freeze = args.gc_freeze != "none"
     args.setups = args.setups or ["direct-http" if args.direct_ingress else "proxy-http"]
     return args
+
+
+def run_open_loops(args, setups: dict, levels: dict, bodies: dict) -> dict:
+    """Per setup (and driver), a fixed-rate level at --open-loop-fraction of its best closed-loop level."""
+    open_loops = {}
+    for name, (mode, targets, client) in setups.items():
+        best = max(levels[name], key=lambda r: r["images_per_s"])
+        saturation = (statistics.median(r["requests_per_s"] for r in levels[name]) if args.saturation == "median"
+                      else best["requests_per_s"])
+        rate = args.open_loop_fraction * saturation
+        pool = args.open_loop_connections or best["concurrency"]
+        for driver in args.open_loop_driver:
+            loop = run_async(args, run_open_loop(targets, bodies[mode], mode, rate, args.seconds, pool, client, driver))
+            loop |= {"connections": pool, "loadavg": os.getloadavg()[0]}
+            key = name if len(args.open_loop_driver) == 1 else f"{name}:{driver}"
+            open_loops[key] = loop
+            loop["saturation_per_s"] = saturation
+            print(f"{key:<12} open loop at {args.open_loop_fraction:.0%} of {saturation:.0f} req/s ({args.saturation}) "
+                  f"({pool} connections): "
+                  f"{loop['requests_per_s']:.1f} req/s  p50 {loop['p50_ms']:.1f} ms  p99 {loop['p99_ms']:.1f} ms"
+                  f"  errors {loop['errors'] or '-'}  5xx {loop['server_errors_5xx']}  load {loop['loadavg']:.1f}"
+                  f"  client CPU {loop['client_cpu_ms_per_request']:.3f} ms/req"
+                  f"  per server process {loop.get('requests_per_server_process', '-')}"
+                  f"  slow (> {SLOW_S * 1000:.0f} ms) by arrival {loop['slow_arrivals_per_s'] or '-'}",
+                  flush=True)
+    return open_loops
 
 
 def main() -> None:
@@ -366,22 +455,7 @@ def main() -> None:
             level["loadavg"] = os.getloadavg()[0]
             levels[name].append(level)
             print(f"{name:<12} {format_level(level)}", flush=True)
-    open_loops = {}
-    if args.open_loop_fraction > 0:
-        for name, (mode, targets, client) in setups.items():
-            best = max(levels[name], key=lambda r: r["images_per_s"])
-            rate = args.open_loop_fraction * best["requests_per_s"]
-            pool = args.open_loop_connections or best["concurrency"]
-            loop = run_async(args, run_open_loop(targets, bodies[mode], mode, rate, args.seconds, pool, client))
-            loop["connections"] = pool
-            loop["loadavg"] = os.getloadavg()[0]
-            open_loops[name] = loop
-            print(f"{name:<12} open loop at {args.open_loop_fraction:.0%} of {best['requests_per_s']:.0f} req/s "
-                  f"({pool} connections): "
-                  f"{loop['requests_per_s']:.1f} req/s  p50 {loop['p50_ms']:.1f} ms  p99 {loop['p99_ms']:.1f} ms"
-                  f"  errors {loop['errors'] or '-'}  5xx {loop['server_errors_5xx']}  load {loop['loadavg']:.1f}"
-                  f"  client CPU {loop['client_cpu_ms_per_request']:.3f} ms/req",
-                  flush=True)
+    open_loops = run_open_loops(args, setups, levels, bodies) if args.open_loop_fraction > 0 else {}
     print(json.dumps({"open_loop": open_loops, "replicas": args.replicas, "same_thread": args.same_thread,
                       "direct_ingress": args.direct_ingress, "setups": {n: t for n, (_, t, _) in setups.items()},
                       "client_loop": args.client_loop,
