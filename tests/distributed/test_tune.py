@@ -222,12 +222,16 @@ def test_resume_after_sigkill_keeps_finished_trials_and_continues_the_interrupte
     out = tmp_path / "sweep"
     log = tmp_path / "first.log"
     proc = _start_cli([str(sweep), "--output", str(out)], log)
+    registered: dict = {}  # what the midway trial's latest registered checkpoint reported, at the look
+
     try:
         def one_done_one_midway() -> bool:
             states = _synced_statuses(out)
             done = [t for t, s in states.items() if s == "TERMINATED"]
             running = [t for t, s in states.items() if s == "RUNNING" and 0 <= _newest_epoch(out, t) < epochs - 2]
-            return len(done) == 1 and len(running) == 1
+            if len(done) == 1 and len(running) == 1:
+                registered.update(_latest_checkpoint_metrics(out, running[0]))
+            return len(done) == 1 and len(running) == 1 and "epoch" in registered
 
         _wait_for(one_done_one_midway, 240, proc, log)
         assert os.killpg(proc.pid, 0) is None  # still alive: the kill below interrupts a running sweep
@@ -239,7 +243,6 @@ def test_resume_after_sigkill_keeps_finished_trials_and_continues_the_interrupte
     done_rows = _rows(out / "tune" / f"trial_{done}")
     done_checkpoints = _checkpoints(out, done)
     assert len(done_rows) == epochs and done_checkpoints
-    registered = _latest_checkpoint_metrics(out, midway)
 
     summary, board = _resume(sweep, out, tmp_path / "resume.log")
     assert summary["trials"] == {"finished": 3, "stopped_early": 0, "errored": 0, "total": 3}, board
