@@ -25,6 +25,7 @@ import io
 import json
 import os
 import statistics
+import subprocess
 import time
 from typing import Any
 from collections import Counter
@@ -379,6 +380,7 @@ def parse_args():
     p.add_argument("--open-loop-driver", nargs="+", choices=["workers", "tasks"], default=["workers"],
                    help="how the open loop releases arrivals (run_open_loop; tasks = before 2026-12-03 session 6); "
                         "several: one open loop each, in turn")
+    p.add_argument("--pin-replicas", action="store_true", help="pin each replica process to its own core")
     p.add_argument("--saturation", choices=["max", "median"], default="max",
                    help="the open loop's 100%%: the best closed-loop level (max), or the median of all of them "
                         "(repeat one --concurrency to measure a noisy machine's capacity more than once)")
@@ -388,6 +390,22 @@ def parse_args():
     args.client_gc_freeze = args.gc_freeze != "none"
     args.setups = args.setups or ["direct-http" if args.direct_ingress else "proxy-http"]
     return args
+
+
+def pin_replicas() -> dict[int, int]:
+    """Each Serve replica process on a core of its own (round-robin over this machine's cores); the
+    rest (client, Ray's own processes) stays unpinned. Experiment only: cnnsweep serve does not pin."""
+    pids = sorted(int(p) for p in subprocess.run(["pgrep", "-f", "ServeReplica"], capture_output=True,
+                                                  text=True).stdout.split())
+    cores = sorted(os.sched_getaffinity(0))
+    pinned = {}
+    for i, pid in enumerate(pids):
+        core = cores[i % len(cores)]
+        os.sched_setaffinity(pid, {core})  # the process's threads created later inherit it; set all now too
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(tid), {core})
+        pinned[pid] = core
+    return pinned
 
 
 def run_open_loops(args, setups: dict, levels: dict, bodies: dict) -> dict:
@@ -429,6 +447,8 @@ def main() -> None:
     threads = args.reference_threads or max(1, int(args.cpus_per_replica))
     session = create_session(report["onnx"], num_threads=threads, device="cpu")
     proxy_url = args.url or start_local_server(report["onnx"], args)
+    if args.pin_replicas:
+        print(f"replicas pinned: {pin_replicas()}", flush=True)
     if args.client_nice:  # Ray runs its workers (the replicas) at niceness 15; a nice-0 client on the
         os.nice(args.client_nice)  # same cores would otherwise get the CPU first whenever both want it
     raw = valid.numpy()
