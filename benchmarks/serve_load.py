@@ -101,6 +101,7 @@ async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, s
     request); "workers" (HTTP only) releases the arrivals due every millisecond into a queue that
     `connections` worker coroutines drain, one request at a time each: the same arrivals, timing
     and connection limit, for less of the load generator's CPU, which it takes from the server."""
+    driver = driver if mode != "grpc" else "tasks"  # gRPC multiplexes one channel: no connection workers
     latencies, codes, slow = [], Counter(), []
     cpu = time.process_time()
     async with open_client(urls, bodies, mode, connections, client) as send:
@@ -111,7 +112,7 @@ async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, s
             if time.perf_counter() - t0 > SLOW_S:
                 slow.append(t0 - start)
 
-        if driver == "workers" and mode != "grpc":
+        if driver == "workers":
             await _drive_with_workers(send_and_note, rate, n, start, connections)
         else:
             await _drive_with_tasks(send_and_note, rate, n, start)
@@ -120,7 +121,7 @@ async def run_open_loop(urls: list[str], bodies: list, mode: str, rate: float, s
         balance = [server_balance(p) for p in getattr(send, "pools", [])]
     out = summarize(latencies, codes, wall, 0, time.process_time() - cpu)
     out["offered_per_s"] = rate
-    out["driver"] = driver if mode != "grpc" else "tasks"
+    out["driver"] = driver
     out["slow_arrivals_per_s"] = slow_histogram(slow, seconds)
     if balance:
         out["requests_per_server_process"] = balance
@@ -419,10 +420,9 @@ def run_open_loops(args, setups: dict, levels: dict, bodies: dict) -> dict:
         pool = args.open_loop_connections or best["concurrency"]
         for driver in args.open_loop_driver:
             loop = run_async(args, run_open_loop(targets, bodies[mode], mode, rate, args.seconds, pool, client, driver))
-            loop |= {"connections": pool, "loadavg": os.getloadavg()[0]}
+            loop |= {"connections": pool, "loadavg": os.getloadavg()[0], "saturation_per_s": saturation}
             key = name if len(args.open_loop_driver) == 1 else f"{name}:{driver}"
             open_loops[key] = loop
-            loop["saturation_per_s"] = saturation
             print(f"{key:<12} open loop at {args.open_loop_fraction:.0%} of {saturation:.0f} req/s ({args.saturation}) "
                   f"({pool} connections): "
                   f"{loop['requests_per_s']:.1f} req/s  p50 {loop['p50_ms']:.1f} ms  p99 {loop['p99_ms']:.1f} ms"

@@ -64,16 +64,17 @@ def _decode(chunk: Chunk, predictor: Predictor, skip_bad: bool) -> tuple[np.ndar
         return x, list(range(len(x))), []
     parts, kept, skipped = [], [], []
     for i, (id_, data) in enumerate(zip(chunk.ids, chunk.encoded or [])):
-        try:
-            if i in chunk.read_errors:
-                raise PredictError(chunk.read_errors[i])
-            parts.append(served.prepare_pixels(decode_image(data, MAX_PIXELS)))
-            kept.append(i)
-        except (HttpError, PredictError) as err:
-            reason = err.message if isinstance(err, HttpError) else str(err)
-            if not skip_bad:
-                raise PredictError(f"{id_}: {reason} (--skip-bad leaves such files out)") from None
-            skipped.append({"id": id_, "error": reason})
+        reason = chunk.read_errors.get(i)
+        if reason is None:
+            try:
+                parts.append(served.prepare_pixels(decode_image(data, MAX_PIXELS)))
+                kept.append(i)
+                continue
+            except HttpError as err:
+                reason = err.message
+        if not skip_bad:
+            raise PredictError(f"{id_}: {reason} (--skip-bad leaves such files out)")
+        skipped.append({"id": id_, "error": reason})
     return (np.concatenate(parts) if parts else np.zeros((0, *served.info.input_shape), np.float32)), kept, skipped
 
 

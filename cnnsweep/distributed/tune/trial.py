@@ -52,9 +52,13 @@ def _prior_rows(run_path: str) -> list[dict[str, Any]]:
         history = load_checkpoint(d).get("history", [])
     paths = {int(m[M.EPOCH]): c.path for c, m in prior.best_checkpoints or [] if M.EPOCH in m}
     paths[int(prior.metrics[M.EPOCH])] = prior.checkpoint.path
-    return [dict(row, **{M.EPOCHS_DONE: int(row[M.EPOCH]) + 1},
-                 **({M.CHECKPOINT_PATH: paths[int(row[M.EPOCH])]} if int(row[M.EPOCH]) in paths else {}))
-            for row in history]
+    rows = []
+    for row in history:
+        epoch = int(row[M.EPOCH])
+        rows.append(dict(row, **{M.EPOCHS_DONE: epoch + 1}))
+        if epoch in paths:
+            rows[-1][M.CHECKPOINT_PATH] = paths[epoch]
+    return rows
 
 
 def replay_prior_epochs(run_path: str) -> int:
