@@ -19,6 +19,7 @@ import torch
 from cnnsweep.config import validate_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import LocalHooks, fit
+from cnnsweep import metrics as M
 
 
 def build_cfg(args):
@@ -35,7 +36,7 @@ def build_cfg(args):
 def steady(history, num_train):
     """Median wall time between consecutive epoch reports (training + validation + checkpoint +
     reporting), skipping epoch 0, which pays one-off warm-up; and images/s over that time."""
-    stamps = [h["timestamp"] for h in history]
+    stamps = [h[M.EPOCH_END_TIME] for h in history]
     times = [b - a for a, b in zip(stamps[1:], stamps[2:])] or [stamps[-1] - stamps[0]]
     epoch_s = statistics.median(times)
     return epoch_s, num_train / epoch_s

@@ -11,6 +11,8 @@ from __future__ import annotations
 EPOCH = "epoch"  # 0-based index of the epoch just finished
 EPOCHS_DONE = "epochs_done"  # 1-based; the time axis of ASHA and the live table
 LR = "lr"
+EPOCH_END_TIME = "epoch_end_time"  # time.time() (s) when the epoch's metrics were reported; not
+# "timestamp": Tune writes its own (whole seconds) under that name and would overwrite it
 IMAGES_PER_S = "images_per_s"  # training throughput over all workers
 CHECKPOINT_PATH = "checkpoint_path"
 BACKBONE_FROZEN = "backbone_frozen"  # 1 during model.freeze_epochs' warm-up, 0 after (reported only then)

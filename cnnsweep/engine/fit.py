@@ -190,6 +190,6 @@ def fit(cfg: RunConfig, dataset: ImageDataset, hooks: Optional[FitHooks] = None)
         run.history.append(metrics)
         save = (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs - 1
         state = checkpoint_state(run, epoch, metrics) if save and hooks.rank == 0 else None
-        metrics["timestamp"] = time.time()  # wall clock (s): epoch-to-epoch times include reporting
+        metrics[M.EPOCH_END_TIME] = time.time()  # wall clock (s): epoch-to-epoch times include reporting
         hooks.report(metrics, state)
     return FitResult(metrics, run.history, len(run.history), time.perf_counter() - start)

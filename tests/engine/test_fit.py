@@ -12,6 +12,7 @@ from cnnsweep.checkpoint import load_checkpoint, load_model_from_checkpoint
 from cnnsweep.config import validate_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import LocalHooks, fit, predict_logits, resolve_amp
+from cnnsweep import metrics as M
 
 BASE = {"data": {"name": "digits"}, "model": {"num_stages": 2, "width": 16, "convs_per_stage": 1},
         "sched": {"name": "onecycle"}, "train": {"epochs": 3, "lr": 5e-3, "batch_size": 64}}
@@ -37,6 +38,8 @@ def test_fit_learns_and_checkpoints(digits, tmp_path):
     kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert kept == ["epoch_0004", "epoch_0005"]
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 6
+    ends = [h[M.EPOCH_END_TIME] for h in result.history]  # not "timestamp": Tune overwrites that key
+    assert "timestamp" not in result.history[0] and ends == sorted(ends) and ends[-1] > ends[0]
     loaded = load_model_from_checkpoint(tmp_path / "checkpoints" / "epoch_0005")
     amp = resolve_amp(cfg.train.amp, torch.device("cpu"))  # validation ran under bf16 autocast
     logits = predict_logits(loaded.model, digits.valid.images, loaded.preprocess, batch_size=256, amp=amp)
