@@ -4,6 +4,8 @@ instance starts (conftest files load at collection)."""
 
 import os
 
+import pytest
+
 from cnnsweep.distributed.serve.grpc_bind import GRPC_HOST_ENV
 from cnnsweep.distributed.serve.server import GRPC_ENVELOPE_BYTES, GRPC_MAX_MESSAGE_ENV, PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
@@ -11,3 +13,28 @@ os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
 os.environ.setdefault(GRPC_HOST_ENV, "127.0.0.1")  # what `cnnsweep serve --grpc-port` sets (its --host)
 GRPC_TEST_MAX_MESSAGE = 256 * 1024 + GRPC_ENVELOPE_BYTES  # test_grpc_server's max_body_bytes + envelope
 os.environ.setdefault(GRPC_MAX_MESSAGE_ENV, str(GRPC_TEST_MAX_MESSAGE))
+
+
+class LocalHub:
+    """What the HTTP and gRPC apps need of a hub (settings, models, infer, infer_pixels), in this
+    process: the apps' own logic without Serve's replicas or batching."""
+
+    def __init__(self, model):
+        from cnnsweep.serving.settings import build_settings
+
+        self.settings = build_settings({"models": [str(model.path)], "max_batch_size": 4})
+        self.models = {model.name: model}
+
+    async def infer(self, name, x):
+        return self.models[name].run(x)
+
+    async def infer_pixels(self, name, pixels):
+        return self.models[name].run_pixels(pixels[None])
+
+
+@pytest.fixture(scope="module")
+def local_hub(tiny_onnx):
+    from cnnsweep.serving.model import load_served_model
+    from cnnsweep.serving.settings import ModelSpec
+
+    return LocalHub(load_served_model(ModelSpec(path=str(tiny_onnx)), 1))

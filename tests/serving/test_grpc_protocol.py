@@ -13,17 +13,6 @@ pytest.importorskip("tritonclient.grpc")
 
 from cnnsweep.serving.grpc_messages import pb  # noqa: E402
 from cnnsweep.serving.grpc_service import GrpcService  # noqa: E402
-from cnnsweep.serving.model import load_served_model  # noqa: E402
-from cnnsweep.serving.settings import ModelSpec, build_settings  # noqa: E402
-
-
-class LocalHub:
-    def __init__(self, model):
-        self.settings = build_settings({"models": [str(model.path)], "max_batch_size": 4})
-        self.models = {model.name: model}
-
-    async def infer(self, name, x):
-        return self.models[name].run(x)
 
 
 class Context:
@@ -38,8 +27,8 @@ class Context:
 
 
 @pytest.fixture(scope="module")
-def service(tiny_onnx):
-    return GrpcService(LocalHub(load_served_model(ModelSpec(path=str(tiny_onnx)), 1)))
+def service(local_hub):
+    return GrpcService(local_hub)
 
 
 def _call(service, method, request):

@@ -11,25 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cnnsweep.serving import http_app
-from cnnsweep.serving.model import load_served_model
-from cnnsweep.serving.settings import ModelSpec, build_settings
-
-
-class LocalHub:
-    def __init__(self, model):
-        self.settings = build_settings({"models": [str(model.path)], "max_batch_size": 4})
-        self.models = {model.name: model}
-
-    async def infer(self, name, x):
-        return self.models[name].run(x)
-
-    async def infer_pixels(self, name, pixels):
-        return self.models[name].run_pixels(pixels[None])
 
 
 @pytest.fixture(scope="module")
-def client(tiny_onnx):
-    with TestClient(http_app.build_http_app(LocalHub(load_served_model(ModelSpec(path=str(tiny_onnx)), 1)))) as c:
+def client(local_hub):
+    with TestClient(http_app.build_http_app(local_hub)) as c:
         yield c
 
 
