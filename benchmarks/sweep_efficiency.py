@@ -15,6 +15,10 @@ For each seed:
             the same budget B is spent. Its cost: trial-epochs until it first came within
             --tolerance of random's best (never: counted as "-", and as > B in the median).
 
+The summary also says why the ratio is what it is: epochs per configuration (against the ideal of
+`ideal_epochs_per_config`, which sets the ratio to expect from --epochs and the rungs alone),
+configurations needed against random search's, and how well each rung's accuracy ranks the final one.
+
 Trials run one after another with the bare engine (`cnnsweep.engine.fit`, no Ray): Ray's per-trial
 start-up (~20 s on 2 cores) would dominate trials of seconds; trial-epochs do not depend on the executor.
 
@@ -84,12 +88,19 @@ class PruningHooks(FitHooks):
 @dataclass
 class Run:
     curve: list[float] = field(default_factory=list)  # best-so-far val/acc after each trial-epoch
+    trial_of_epoch: list[int] = field(default_factory=list)  # 0-based trial that spent each trial-epoch
+    trial_curves: list[list[float]] = field(default_factory=list)  # val/acc per epoch, per trial
     trials: int = 0
     pruned: int = 0
     seconds: float = 0.0
 
     def epochs_to(self, target: float) -> int | None:
         return next((i + 1 for i, v in enumerate(self.curve) if v >= target), None)
+
+    def trials_to(self, target: float) -> int | None:
+        """Configurations started until the target was first reached (that one included)."""
+        n = self.epochs_to(target)
+        return None if n is None else self.trial_of_epoch[n - 1] + 1
 
 
 def run_search(base: dict, search: SearchConfig, dataset, study: optuna.Study, budget: int, args,
@@ -107,9 +118,26 @@ def run_search(base: dict, search: SearchConfig, dataset, study: optuna.Study, b
         for a in accs[: budget - len(run.curve)]:
             best = max(best, a)
             run.curve.append(best)
+            run.trial_of_epoch.append(run.trials)
+        run.trial_curves.append(accs)
         run.trials += 1
     run.seconds = time.perf_counter() - start
     return run
+
+
+def ideal_epochs_per_config(epochs: int, grace: int, eta: float) -> float:
+    """Epochs one configuration costs on average under successive halving when every rung keeps exactly
+    1/eta of the configurations that reach it (rungs at grace * eta^k < epochs): the segment between
+    rung k and rung k+1 is trained by eta^-k of them. Random search pays `epochs` per configuration, so
+    with rank-perfect rungs, and a sampler that needs as many configurations as random search to find
+    one as good, the trial-epoch ratio comes to about ideal / epochs: at 9 epochs (rungs 1, 3)
+    2.33 / 9 = 0.26, at 27 (rungs 1, 3, 9) 3.0 / 27 = 0.11. Imperfect rungs and asynchronous promotion
+    (the first trials at a rung always go on) cost more epochs; a better sampler needs fewer configurations."""
+    rungs = [0]
+    while grace * eta ** (len(rungs) - 1) < epochs:
+        rungs.append(grace * eta ** (len(rungs) - 1))
+    rungs.append(epochs)
+    return sum(eta ** -k * (b - a) for k, (a, b) in enumerate(zip(rungs, rungs[1:])))
 
 
 def one_seed(seed: int, base: dict, search: SearchConfig, dataset, args) -> dict:
@@ -123,23 +151,51 @@ def one_seed(seed: int, base: dict, search: SearchConfig, dataset, args) -> dict
         direction="maximize", sampler=build_sampler(search, seed=seed + 1000), pruner=build_pruner(search)),
         budget, args, prune=True)
     reach = tpe.epochs_to(target - args.tolerance)
+    # why a ratio is what it is: (epochs per configuration) x (configurations needed), each vs random
+    tpe_trials = tpe.trials_to(target - args.tolerance)
     return {"seed": seed, "budget_epochs": budget, "random_best": round(target, 4),
             "random_epochs_to_best": rand.epochs_to(target), "random_trials": rand.trials,
             "tpe_asha_best": round(tpe.curve[-1], 4), "tpe_asha_epochs_to_target": reach,
             "tpe_asha_trials": tpe.trials, "tpe_asha_pruned": tpe.pruned,
+            "random_trials_to_best": rand.trials_to(target), "tpe_asha_trials_to_target": tpe_trials,
+            "tpe_asha_epochs_per_trial": None if reach is None else round(reach / tpe_trials, 2),
             "ratio": None if reach is None else round(reach / rand.epochs_to(target), 3),
-            "seconds": round(rand.seconds + tpe.seconds, 1)}
+            "seconds": round(rand.seconds + tpe.seconds, 1),
+            "random_trial_curves": [[round(a, 4) for a in c] for c in rand.trial_curves]}
 
 
-def summarize(rows: list[dict], args) -> str:
+def rung_rank_correlations(curves: list[list[float]], search: SearchConfig, epochs: int) -> dict[int, float]:
+    """Spearman correlation, over random search's (full-length) trials, between the accuracy at each
+    ASHA rung and the accuracy after the last epoch: how well a rung ranks configurations."""
+    from scipy.stats import spearmanr  # scikit-learn's own dependency
+
+    s, out, rung = search.scheduler, {}, search.scheduler.grace_period
+    full = [c for c in curves if len(c) == epochs]
+    while rung < epochs and len(full) > 2:
+        out[rung] = round(float(spearmanr([c[rung - 1] for c in full], [c[-1] for c in full]).statistic), 3)
+        rung = int(rung * s.reduction_factor)
+    return out
+
+
+def summarize(rows: list[dict], curves: list[list[float]], search: SearchConfig, args) -> str:
     never = args.random_trials * args.epochs + 1  # "not reached within the budget" sorts last
     rand = statistics.median(r["random_epochs_to_best"] for r in rows)
     tpe = statistics.median(r["tpe_asha_epochs_to_target"] or never for r in rows)
     ratio = statistics.median(r["ratio"] if r["ratio"] is not None else float("inf") for r in rows)
-    reached = sum(r["ratio"] is not None for r in rows)
+    reached = [r for r in rows if r["ratio"] is not None]
+    s = search.scheduler
+    ideal = ideal_epochs_per_config(args.epochs, s.grace_period, s.reduction_factor)
+    per_trial = statistics.median(r["tpe_asha_epochs_per_trial"] for r in reached) if reached else float("nan")
+    configs = (statistics.median(r["tpe_asha_trials_to_target"] / r["random_trials_to_best"] for r in reached)
+               if reached else float("nan"))
     return (f"median trial-epochs to random's best (-{args.tolerance * 100:.1f} pt): random {rand:g}, "
-            f"tpe+asha {tpe:g} ({reached}/{len(rows)} seeds reached it); median ratio {ratio:.2f}; "
-            f"median random best {statistics.median(r['random_best'] for r in rows):.4f}")
+            f"tpe+asha {tpe:g} ({len(reached)}/{len(rows)} seeds reached it); median ratio {ratio:.2f}; "
+            f"median random best {statistics.median(r['random_best'] for r in rows):.4f}\n"
+            f"why: epochs per configuration, tpe+asha {per_trial:.2f} (ideal successive halving "
+            f"{ideal:.2f}, i.e. a floor ratio of {ideal / args.epochs:.2f}) vs random {args.epochs}; "
+            f"configurations needed, tpe+asha / random: median {configs:.2f}; "
+            f"rank correlation of rung accuracy with final accuracy (random's trials, Spearman): "
+            f"{rung_rank_correlations(curves, search, args.epochs)}")
 
 
 def parse_args():
@@ -164,11 +220,12 @@ def main() -> None:
     dataset = load_dataset(validate_config(base).data)
     print(f"device {args.device}; budget {args.random_trials} x {args.epochs} = "
           f"{args.random_trials * args.epochs} trial-epochs; search {search.model_dump(exclude={'space'})}")
-    rows = []
+    rows, curves = [], []
     for seed in args.seeds:
         rows.append(one_seed(seed, base, search, dataset, args))
+        curves += rows[-1].pop("random_trial_curves")
         print(json.dumps(rows[-1]), flush=True)
-    print(summarize(rows, args))
+    print(summarize(rows, curves, search, args))
 
 
 if __name__ == "__main__":
