@@ -21,7 +21,7 @@ from cnnsweep.engine.amp import build_scaler, resolve_amp
 from cnnsweep.engine.evaluate import evaluate
 from cnnsweep.engine.hooks import FitHooks
 from cnnsweep.engine.optim import build_optimizer, build_scheduler
-from cnnsweep.engine.seed import seed_everything
+from cnnsweep.engine.seed import seed_everything, seed_rank_stream
 from cnnsweep.engine.step import StepState, train_step
 from cnnsweep.models import BackboneWarmup, build_model, param_groups
 from cnnsweep.transforms import Preprocess, build_augment, default_balance_augment
@@ -90,6 +90,7 @@ def _build_run(cfg: RunConfig, dataset: ImageDataset, hooks: FitHooks) -> _Run:
     loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
     step = StepState(hooks.wrap_model(model), optimizer, scheduler, build_scaler(amp), amp, loss_fn,
                      micro_batch=cfg.micro_batch, grad_clip=cfg.train.grad_clip)
+    seed_rank_stream(cfg.train.seed, hooks.rank)  # after the (shared) init: each rank its own dropout masks
     augment = build_augment(cfg.augment)
     balance_augment = (augment or default_balance_augment()) if cfg.data.balance == "oversample_augment" else None
     # after the optimizer: its groups hold the backbone, which gets gradients again once unfrozen

@@ -11,7 +11,7 @@ import torch
 from cnnsweep.checkpoint import load_checkpoint, load_model_from_checkpoint
 from cnnsweep.config import validate_config
 from cnnsweep.data import load_dataset
-from cnnsweep.engine import LocalHooks, fit, predict_logits, resolve_amp
+from cnnsweep.engine import FitHooks, LocalHooks, fit, predict_logits, resolve_amp
 from cnnsweep import metrics as M
 
 BASE = {"data": {"name": "digits"}, "model": {"num_stages": 2, "width": 16, "convs_per_stage": 1},
@@ -201,3 +201,23 @@ def test_resumed_run_lands_in_its_phase(digits, pretrained_file, tmp_path, resum
     fit(cfg, digits, hooks)
     before = load_checkpoint(ckpt)["model"]
     assert bool(_changed(before, hooks.weights[0], head=False)) == backbone_moves
+
+
+class _Rank(FitHooks):
+    def __init__(self, rank: int):
+        super().__init__("cpu")
+        self.rank, self.world_size = rank, 2
+
+
+def test_ranks_share_the_initial_weights_but_not_the_dropout_stream(digits):
+    from cnnsweep.engine.fit import _build_run
+
+    cfg = _cfg(model={"dropout": 0.3})
+    runs, draws = [], []
+    for hooks in (FitHooks("cpu"), _Rank(0), _Rank(1)):
+        runs.append(_build_run(cfg, digits, hooks))
+        draws.append(torch.rand(8))  # the next draw of the global stream, which dropout uses
+    single, rank0, rank1 = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(single[k], rank0[k]) and torch.equal(single[k], rank1[k]) for k in single)
+    assert torch.equal(draws[0], draws[1])  # rank 0 of 2 draws what one process draws
+    assert not torch.equal(draws[1], draws[2])  # rank 1 drops other units than rank 0
