@@ -28,6 +28,7 @@ start-up (~20 s on 2 cores) would dominate trials of seconds; trial-epochs do no
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -88,7 +89,6 @@ class PruningHooks(FitHooks):
 @dataclass
 class Run:
     curve: list[float] = field(default_factory=list)  # best-so-far val/acc after each trial-epoch
-    trial_of_epoch: list[int] = field(default_factory=list)  # 0-based trial that spent each trial-epoch
     trial_curves: list[list[float]] = field(default_factory=list)  # val/acc per epoch, per trial
     trials: int = 0
     pruned: int = 0
@@ -100,7 +100,10 @@ class Run:
     def trials_to(self, target: float) -> int | None:
         """Configurations started until the target was first reached (that one included)."""
         n = self.epochs_to(target)
-        return None if n is None else self.trial_of_epoch[n - 1] + 1
+        if n is None:
+            return None
+        spent = itertools.accumulate(len(c) for c in self.trial_curves)  # trial-epochs after each trial
+        return next(i + 1 for i, total in enumerate(spent) if total >= n)
 
 
 def run_search(base: dict, search: SearchConfig, dataset, study: optuna.Study, budget: int, args,
@@ -118,7 +121,6 @@ def run_search(base: dict, search: SearchConfig, dataset, study: optuna.Study, b
         for a in accs[: budget - len(run.curve)]:
             best = max(best, a)
             run.curve.append(best)
-            run.trial_of_epoch.append(run.trials)
         run.trial_curves.append(accs)
         run.trials += 1
     run.seconds = time.perf_counter() - start
@@ -133,14 +135,20 @@ def ideal_epochs_per_config(epochs: int, grace: int, eta: float) -> float:
     one as good, the trial-epoch ratio comes to about ideal / epochs: at 9 epochs (rungs 1, 3)
     2.33 / 9 = 0.26, at 27 (rungs 1, 3, 9) 3.0 / 27 = 0.11. Imperfect rungs and asynchronous promotion
     (the first trials at a rung always go on) cost more epochs; a better sampler needs fewer configurations."""
-    rungs = [0]
-    while grace * eta ** (len(rungs) - 1) < epochs:
-        rungs.append(grace * eta ** (len(rungs) - 1))
-    rungs.append(epochs)
-    return sum(eta ** -k * (b - a) for k, (a, b) in enumerate(zip(rungs, rungs[1:])))
+    bounds = [0, *asha_rungs(epochs, grace, eta), epochs]
+    return sum(eta ** -k * (b - a) for k, (a, b) in enumerate(zip(bounds, bounds[1:])))
 
 
-def one_seed(seed: int, base: dict, search: SearchConfig, dataset, args) -> dict:
+def asha_rungs(epochs: int, grace: int, eta: float) -> list[int]:
+    """The rungs (epochs done) before the last epoch: grace, grace*eta, ... as the Optuna pruner places them."""
+    rungs = []
+    while grace * int(eta) ** len(rungs) < epochs:
+        rungs.append(grace * int(eta) ** len(rungs))
+    return rungs
+
+
+def one_seed(seed: int, base: dict, search: SearchConfig, dataset, args) -> tuple[dict, list[list[float]]]:
+    """The seed's row, and random search's per-trial val/acc curves (for the rung correlations)."""
     budget = args.random_trials * args.epochs
     rand = run_search(base, search, dataset, optuna.create_study(
         direction="maximize", sampler=optuna.samplers.RandomSampler(seed)), budget, args, prune=False)
@@ -160,8 +168,7 @@ def one_seed(seed: int, base: dict, search: SearchConfig, dataset, args) -> dict
             "random_trials_to_best": rand.trials_to(target), "tpe_asha_trials_to_target": tpe_trials,
             "tpe_asha_epochs_per_trial": None if reach is None else round(reach / tpe_trials, 2),
             "ratio": None if reach is None else round(reach / rand.epochs_to(target), 3),
-            "seconds": round(rand.seconds + tpe.seconds, 1),
-            "random_trial_curves": [[round(a, 4) for a in c] for c in rand.trial_curves]}
+            "seconds": round(rand.seconds + tpe.seconds, 1)}, rand.trial_curves
 
 
 def rung_rank_correlations(curves: list[list[float]], search: SearchConfig, epochs: int) -> dict[int, float]:
@@ -169,12 +176,12 @@ def rung_rank_correlations(curves: list[list[float]], search: SearchConfig, epoc
     ASHA rung and the accuracy after the last epoch: how well a rung ranks configurations."""
     from scipy.stats import spearmanr  # scikit-learn's own dependency
 
-    s, out, rung = search.scheduler, {}, search.scheduler.grace_period
+    s = search.scheduler
     full = [c for c in curves if len(c) == epochs]
-    while rung < epochs and len(full) > 2:
-        out[rung] = round(float(spearmanr([c[rung - 1] for c in full], [c[-1] for c in full]).statistic), 3)
-        rung = int(rung * s.reduction_factor)
-    return out
+    if len(full) < 3:
+        return {}
+    return {rung: round(float(spearmanr([c[rung - 1] for c in full], [c[-1] for c in full]).statistic), 3)
+            for rung in asha_rungs(epochs, s.grace_period, s.reduction_factor)}
 
 
 def summarize(rows: list[dict], curves: list[list[float]], search: SearchConfig, args) -> str:
@@ -222,8 +229,9 @@ def main() -> None:
           f"{args.random_trials * args.epochs} trial-epochs; search {search.model_dump(exclude={'space'})}")
     rows, curves = [], []
     for seed in args.seeds:
-        rows.append(one_seed(seed, base, search, dataset, args))
-        curves += rows[-1].pop("random_trial_curves")
+        row, seed_curves = one_seed(seed, base, search, dataset, args)
+        rows.append(row)
+        curves += seed_curves
         print(json.dumps(rows[-1]), flush=True)
     print(summarize(rows, curves, search, args))
 
