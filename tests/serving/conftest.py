@@ -8,6 +8,8 @@ import pytest
 
 from cnnsweep.distributed.serve.grpc_bind import GRPC_HOST_ENV
 from cnnsweep.distributed.serve.server import GRPC_ENVELOPE_BYTES, GRPC_MAX_MESSAGE_ENV, PROXY_CALLBACK, PROXY_CALLBACK_ENV
+from cnnsweep.serving.model import load_served_model
+from cnnsweep.serving.settings import ModelSpec, build_settings
 
 os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
 os.environ.setdefault(GRPC_HOST_ENV, "127.0.0.1")  # what `cnnsweep serve --grpc-port` sets (its --host)
@@ -20,8 +22,6 @@ class LocalHub:
     process: the apps' own logic without Serve's replicas or batching."""
 
     def __init__(self, model):
-        from cnnsweep.serving.settings import build_settings
-
         self.settings = build_settings({"models": [str(model.path)], "max_batch_size": 4})
         self.models = {model.name: model}
 
@@ -34,7 +34,4 @@ class LocalHub:
 
 @pytest.fixture(scope="module")
 def local_hub(tiny_onnx):
-    from cnnsweep.serving.model import load_served_model
-    from cnnsweep.serving.settings import ModelSpec
-
     return LocalHub(load_served_model(ModelSpec(path=str(tiny_onnx)), 1))
