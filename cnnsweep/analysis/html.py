@@ -3,9 +3,11 @@ inline JS to sort the per-class table and to record that every image rendered)."
 
 from __future__ import annotations
 
-from html import escape
+import html
 from pathlib import Path
 from typing import Any, Iterable, Optional
+
+from cnnsweep.safe_text import printable
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222}
 h1{font-size:24px}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}
@@ -24,6 +26,12 @@ return asc?c:-c;});rows.forEach(function(r){tb.appendChild(r);});});});
 window.addEventListener('load',function(){var im=Array.from(document.images),ok=im.every(function(i){
 return i.complete&&i.naturalWidth>0;});document.body.setAttribute('data-images-ok',ok?'yes':'no');
 document.body.setAttribute('data-images',String(im.length));});"""
+
+
+def escape(text: Any) -> str:
+    """Text (and attribute values) of the page: a class name or file name from disk may hold markup
+    or undecodable bytes; both are shown as text, never as HTML."""
+    return html.escape(printable(str(text)), quote=True)
 
 
 def fmt(v: Any) -> str:
@@ -49,11 +57,11 @@ def notes(lines: list[str]) -> str:
 
 
 def section(anchor: str, title: str, body: str) -> str:
-    return f'<section id="{anchor}"><h2>{escape(title)}</h2>{body}</section>'
+    return f'<section id="{escape(anchor)}"><h2>{escape(title)}</h2>{body}</section>'
 
 
 def page(title: str, sections: list[tuple[str, str, str]], intro: str = "") -> str:
-    nav = "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t, _ in sections)
+    nav = "".join(f'<a href="#{escape(a)}">{escape(t)}</a>' for a, t, _ in sections)
     body = "".join(section(a, t, b) for a, t, b in sections)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<link rel="icon" href="data:,"><style>{STYLE}</style></head><body><h1>{escape(title)}</h1>'
@@ -63,5 +71,5 @@ def page(title: str, sections: list[tuple[str, str, str]], intro: str = "") -> s
 def write_page(out_dir: Path, title: str, sections: list[tuple[str, str, str]], intro: str = "",
                name: Optional[str] = "report.html") -> Path:
     path = out_dir / name
-    path.write_text(page(title, sections, intro), encoding="utf-8")
+    path.write_text(page(title, sections, intro), encoding="utf-8", errors="backslashreplace")
     return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnsweep.analysis.html import figure, fmt, notes, table
+from cnnsweep.analysis.html import escape, figure, fmt, notes, table
 
 SUMMARY_KEYS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
                 "recall_weighted", "f1_weighted", "top5_accuracy", "log_loss", "num_errors", "num_images",
@@ -27,7 +27,7 @@ def per_class_section(m: dict[str, Any]) -> str:
             for r in pc["table"]]
     pairs = [[p["true"], p["true_name"], p["pred"], p["pred_name"], p["count"], p["share_of_true"]]
              for p in pc["confused_pairs"]]
-    html = [f"<p>Model: {pc['model']}. Click a column header to sort.</p>",
+    html = [f"<p>Model: {escape(pc['model'])}. Click a column header to sort.</p>",
             table(["id", "class", "precision", "recall", "f1", "support", "errors"], rows, sortable=True),
             figure(pc["figures"]["confusion_counts"], "Confusion matrix (counts)"),
             figure(pc["figures"]["confusion_normalized"], "Confusion matrix, row-normalized"),
@@ -43,7 +43,7 @@ def data_section(d: dict[str, Any]) -> str:
     b, s = d["balance"], d["image_stats"]
     text = (f"<p>Training split, {d['num_images']} images. Imbalance ratio (largest / smallest class): "
             f"{fmt(b['imbalance_ratio_before'])} as loaded, {fmt(b['imbalance_ratio_after'])} after "
-            f"<code>data.balance: {b['method']}</code> (one epoch; for class_weights: count x loss weight). "
+            f"<code>data.balance: {escape(b['method'])}</code> (one epoch; for class_weights: count x loss weight). "
             f"Mean brightness {fmt(s['brightness_mean'])}, mean contrast {fmt(s['contrast_mean'])} "
             "(0-255 luma units).</p>")
     return (text + figure(b["figure"], "Training images per class, before and after balancing")
@@ -68,7 +68,7 @@ def ablation_section(a: dict[str, Any]) -> str:
             "over its trials, the change against the reference value, and the classes whose recall changed "
             "most (class id and change in recall).</p>"]
     for f in a["factors"]:
-        html.append(f"<h3>{f['factor']}</h3>")
+        html.append(f"<h3>{escape(f['factor'])}</h3>")
         html.append(table(["value", "trials", "acc mean", "acc std", "acc best", "delta acc", "# classes better",
                            "most better", "# classes worse", "most worse"], _value_rows(f)))
         html.append(figure(f["figure"], f"train/val curves per value of {f['factor']} (mean +- std over trials)"))
@@ -97,4 +97,4 @@ def model_card_section(e: dict[str, Any]) -> str:
     rows += [[f"memory, one prediction: {k}", f"{v:,} B"] for k, v in mem["predict_one"].items()]
     rows += [[f"memory, training a batch of {c['batch_size']} ({c['optimizer']}): {k}", f"{v:,} B"]
              for k, v in mem["train_batch"].items()]
-    return table(["", ""], rows) + f"<p>{c['note']}</p>"
+    return table(["", ""], rows) + f"<p>{escape(c['note'])}</p>"
