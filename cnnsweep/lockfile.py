@@ -17,9 +17,11 @@ Standard library + ConfigError only: usable from every layer.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import socket
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -35,6 +37,29 @@ def _holder(fd: int) -> str:
     return ""
 
 
+def _open_lock_file(folder: Path) -> int:
+    """Open (create) `folder/.lock` for writing, refusing anything but a plain file of its own.
+
+    The holder truncates and rewrites the lock file, so a `.lock` planted as a symlink or a hard link
+    to another file would have that file overwritten: O_NOFOLLOW refuses the symlink (ELOOP) and the
+    fstat check refuses a hard link (more than one name) or a FIFO/device.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ConfigError(f"{folder / LOCK_NAME} is a symlink: refusing to use it as the lock file; "
+                              "remove it") from None
+        raise ConfigError(f"{folder}: cannot create the output folder's lock file ({err.strerror or err})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise ConfigError(f"{folder / LOCK_NAME} is not a plain file of its own (a hard link, FIFO or device): "
+                          "refusing to use it as the lock file; remove it")
+    return fd
+
+
 @contextlib.contextmanager
 def hold_output_lock(folder: str | Path) -> Iterator[Path]:
     """Create `folder` if needed and hold an exclusive lock on `folder/.lock` until the block ends.
@@ -42,11 +67,7 @@ def hold_output_lock(folder: str | Path) -> Iterator[Path]:
     Raises ConfigError (exit 2 in the CLI) at once, without waiting, when another process holds it.
     """
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        raise ConfigError(f"{folder}: cannot create the output folder's lock file ({err.strerror or err})") from None
+    fd = _open_lock_file(folder)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -45,3 +45,25 @@ def test_folder_entries_ignore_the_lock_file(tmp_path):
         assert folder_entries(tmp_path) == []
         (tmp_path / "config.yaml").write_text("x: 1\n")
         assert folder_entries(tmp_path) == ["config.yaml"]
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_left_alone(tmp_path):
+    out, victim = tmp_path / "run", tmp_path / "precious.txt"
+    out.mkdir()
+    victim.write_text("keep me\n")
+    (out / LOCK_NAME).symlink_to(victim)  # planted by someone who can write the output folder
+    with pytest.raises(ConfigError, match="symlink"):
+        with hold_output_lock(out):
+            pass
+    assert victim.read_text() == "keep me\n"  # not truncated, not overwritten with a pid
+
+
+def test_a_hard_linked_lock_file_is_refused_and_its_other_name_left_alone(tmp_path):
+    out, victim = tmp_path / "run", tmp_path / "precious.txt"
+    out.mkdir()
+    victim.write_text("keep me\n")
+    (out / LOCK_NAME).hardlink_to(victim)
+    with pytest.raises(ConfigError, match="not a plain file"):
+        with hold_output_lock(out):
+            pass
+    assert victim.read_text() == "keep me\n"
