@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cnnsweep.analysis.plotting import DPI, short
+from cnnsweep.safe_text import plot_text
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -32,7 +33,7 @@ def confusion_heatmap(cm: np.ndarray, class_names: list[str], path: Path, *, nor
     ax = fig.add_subplot()
     shown = np.log1p(cm) if not normalized else cm  # log scale: the diagonal would hide every error
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalized else None)
-    names = [f"{i} {short(c, 28)}" for i, c in enumerate(class_names)]
+    names = [plot_text(f"{i} {short(c, 28)}") for i, c in enumerate(class_names)]
     font = 6 if n > 20 else 8
     ax.set_xticks(range(n), names, rotation=90, fontsize=font)
     ax.set_yticks(range(n), names, fontsize=font)
@@ -54,7 +55,7 @@ def balance_bars(before: np.ndarray, after: np.ndarray, class_names: list[str], 
     ax = fig.add_subplot()
     x = np.arange(n)
     ax.bar(x - 0.2, before, width=0.4, label="as loaded")
-    ax.bar(x + 0.2, after, width=0.4, label=f"one epoch with balance: {method}")
+    ax.bar(x + 0.2, after, width=0.4, label=plot_text(f"one epoch with balance: {method}"))
     ax.set_xticks(x, [str(i) for i in x], fontsize=6 if n > 20 else 8)
     ax.set(xlabel="class id", ylabel="training images per class (per epoch)", title="class balance")
     ax.legend(fontsize=8)
@@ -90,8 +91,8 @@ def curves_with_spread(series: dict[str, dict[str, np.ndarray]], metrics: list[s
                 continue
             epochs = np.arange(1, arr.shape[1] + 1)
             mean, std = np.nanmean(arr, axis=0), np.nan_to_num(np.nanstd(arr, axis=0))
-            ax.errorbar(epochs, mean, yerr=std, marker="o", ms=3, capsize=2, label=str(value))
-        ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} by {short(factor, 30)}")
+            ax.errorbar(epochs, mean, yerr=std, marker="o", ms=3, capsize=2, label=plot_text(value))
+        ax.set(xlabel="epoch", ylabel=metric, title=plot_text(f"{metric} by {short(factor, 30)}"))
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7, title=short(factor, 30), title_fontsize=7)
+    axes[-1].legend(fontsize=7, title=plot_text(short(factor, 30)), title_fontsize=7)
     return save(fig, path)

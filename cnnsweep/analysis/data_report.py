@@ -13,6 +13,7 @@ from cnnsweep.analysis.charts import save, balance_bars, new_figure, per_class_b
 from cnnsweep.analysis.plotting import short
 from cnnsweep.config import DataConfig
 from cnnsweep.data import build_epoch_indices, class_counts, class_weights
+from cnnsweep.safe_text import plot_text
 from cnnsweep.transforms import Preprocess
 
 SAMPLES_PER_CLASS = 6  # the "as loaded" grid
@@ -100,14 +101,14 @@ def _grid(columns: list[tuple[str, torch.Tensor]], picks: list[list[int]], class
     ax = fig.add_subplot()
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_yticks([r * (h + gap) + h / 2 for r in range(len(picks))],
-                  [f"{r} {short(n, 24)}" for r, n in enumerate(class_names)], fontsize=7)
-    names = [name for _ in range(per) for name, _ in columns] if len(columns) > 1 else []
+                  [plot_text(f"{r} {short(n, 24)}") for r, n in enumerate(class_names)], fontsize=7)
+    names = [plot_text(name) for _ in range(per) for name, _ in columns] if len(columns) > 1 else []
     ax.set_xticks([c * (w + gap) + w / 2 for c in range(len(names))], names, fontsize=7, rotation=90)
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(plot_text(title), fontsize=9)
     return save(fig, path)
 
 

@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cnnsweep.safe_text import plot_text
+
 CELL_INCHES = 1.3  # one image cell; 32 px images are upscaled with nearest-neighbour, so they stay crisp
 DPI = 110
 
@@ -30,7 +32,7 @@ def show(ax, image: np.ndarray, title: str = "", **kwargs) -> None:
         kwargs.update(cmap="gray", vmin=0, vmax=255)
     ax.imshow(image, interpolation="nearest", **kwargs)
     if title:
-        ax.set_title(title, fontsize=7)
+        ax.set_title(plot_text(title), fontsize=7)
 
 
 def save_figure(fig: Figure, path: str | Path, title: str = "") -> Path:
@@ -38,12 +40,13 @@ def save_figure(fig: Figure, path: str | Path, title: str = "") -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     if title:  # wrapped to the figure's width (~15 characters per inch at 9 pt)
         width = max(20, int(fig.get_figwidth() * 15))
-        fig.suptitle(textwrap.fill(title, width), fontsize=9)
+        fig.suptitle(plot_text(textwrap.fill(title, width)), fontsize=9)
     fig.tight_layout()
     fig.savefig(p, dpi=DPI)
     return p
 
 
 def short(text: str, limit: int = 22) -> str:
-    """Class names such as 'Speed limit (120km/h)' shortened to fit one image cell."""
+    """Class names such as 'Speed limit (120km/h)' shortened to fit one image cell (not yet escaped
+    for matplotlib: `plot_text` is applied once, where the text is drawn)."""
     return text if len(text) <= limit else text[:limit - 1] + "…"

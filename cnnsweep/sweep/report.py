@@ -17,6 +17,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from cnnsweep.atomic import atomic_write, atomic_write_json, atomic_write_text
+from cnnsweep.safe_text import csv_cell, csv_header, plot_text, printable
 from cnnsweep.sweep.space import SearchConfig, optuna_distributions
 from cnnsweep import metrics as M
 
@@ -39,12 +40,24 @@ class TrialRecord:
     params: dict[str, Any] = field(default_factory=dict)  # Optuna's own parameter values (for importances)
     error: Optional[str] = None
 
+    def __post_init__(self) -> None:
+        # ids, labels and values can come from trial folder names: an undecodable name would not fit in
+        # a pandas string column (nor a UTF-8 CSV), so every shown string is made printable once, here
+        self.trial_id, self.label = printable(self.trial_id), printable(self.label)
+        self.error = None if self.error is None else printable(self.error)
+        self.overrides = {printable(k): _printable(v) for k, v in self.overrides.items()}
+        self.history = [{k: _printable(v) for k, v in row.items()} for row in self.history]
+
     def best_row(self, metric: str, mode: str) -> Optional[dict[str, Any]]:
         rows = [r for r in self.history if _finite(r.get(metric))]
         if not rows:
             return None
         pick = max if mode == "max" else min
         return pick(rows, key=lambda r: r[metric])
+
+
+def _printable(v: Any) -> Any:
+    return printable(v) if isinstance(v, str) else v
 
 
 def _finite(x: Any) -> bool:
@@ -170,13 +183,21 @@ def plot_factor_curves(history: pd.DataFrame, values: pd.Series, factor: str, pa
         curves = hist.groupby(["value", "epoch"])[metric].mean().unstack(0)
         for value in curves.columns:
             line = curves[value].dropna()
-            ax.plot(line.index + 1, line.values, marker="o", ms=3, label=str(value))
-        ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} by {factor}")
+            ax.plot(line.index + 1, line.values, marker="o", ms=3, label=plot_text(value))
+        ax.set(xlabel="epoch", ylabel=metric, title=plot_text(f"{metric} by {factor}"))
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=8, title=factor, title_fontsize=8)
+    axes[-1].legend(fontsize=8, title=plot_text(factor), title_fontsize=8)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
     return path
+
+
+def to_csv(table: pd.DataFrame) -> str:
+    """The table as CSV text for a spreadsheet: text cells and column names that would run as a formula
+    are quoted (csv_cell); numbers, negative ones too, stay numbers."""
+    shown = table.map(csv_cell)
+    shown.columns = csv_header(table.columns)
+    return shown.to_csv(index=False)
 
 
 def _safe_name(factor: str) -> str:
@@ -221,9 +242,9 @@ def write_reports(records: list[TrialRecord], search: SearchConfig, out_dir: str
     history = build_history(records)
     ablation = build_ablation(records, search)
     # each file is replaced whole (temp + os.replace): a kill mid-write leaves the old report or the new one
-    atomic_write_text(out / "leaderboard.csv", leaderboard.to_csv(index=False))
-    atomic_write_text(out / "history.csv", history.to_csv(index=False))
-    atomic_write_text(out / "ablation.csv", ablation.to_csv(index=False))
+    atomic_write_text(out / "leaderboard.csv", to_csv(leaderboard))
+    atomic_write_text(out / "history.csv", to_csv(history))
+    atomic_write_text(out / "ablation.csv", to_csv(ablation))
     plots = []
     if not history.empty:
         for factor in search.factors:
