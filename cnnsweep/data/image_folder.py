@@ -131,16 +131,17 @@ def _decode_cached(root: Path, layout: FolderLayout, image_size: int | None,
         log.info("loaded %d decoded images from cache %s", len(all_files), name)
         return arrays
     start = time.perf_counter()
-    arrays = _decode_layout(layout, image_size or most_common_side(read_sizes(all_files)))
+    arrays = _decode_layout(root, layout, image_size or most_common_side(read_sizes(all_files, root)))
     log.info("decoded %d images in %.1f s", len(all_files), time.perf_counter() - start)
     save_cached(dirs, name, arrays)
     return arrays
 
 
-def _decode_layout(layout: FolderLayout, side: int) -> dict[str, np.ndarray]:
+def _decode_layout(root: Path, layout: FolderLayout, side: int) -> dict[str, np.ndarray]:
+    """Every file, read only if its real path is inside root (links out of the data root are refused)."""
     images = {}
     for split, files in layout.files.items():
-        images[split] = decode_parallel(len(files), lambda i, fs=files: load_rgb(fs[i], side), side)
+        images[split] = decode_parallel(len(files), lambda i, fs=files: load_rgb(fs[i], side, root), side)
     arrays = {f"{s}_images": x for s, x in squeeze_gray(images).items()}
     arrays.update({f"{s}_labels": np.asarray(y, dtype=np.int64) for s, y in layout.labels.items()})
     return arrays
