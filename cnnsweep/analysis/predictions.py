@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+
+from cnnsweep.safe_text import csv_cell
 
 BATCH_SIZE = 256  # images per forward pass: bounded memory, and the unit the Ray path ships per task
 
@@ -54,10 +57,10 @@ def save_predictions(p: Predictions, class_names: list[str], out_dir: Path, stem
     """<stem>.npz (labels, logits) and <stem>.csv (index, true, pred, confidence, names): the inputs from
     which every metric of the report can be recomputed."""
     np.savez_compressed(out_dir / f"{stem}.npz", labels=p.labels, logits=p.logits)
-    pred, conf = p.pred, p.confidence
-    lines = ["index,true,pred,confidence,true_name,pred_name"]
-    for i, (t, q, c) in enumerate(zip(p.labels, pred, conf)):
-        names = [class_names[int(t)].replace('"', "'"), class_names[int(q)].replace('"', "'")]
-        lines.append(f'{i},{int(t)},{int(q)},{c:.6f},"{names[0]}","{names[1]}"')
-    (out_dir / f"{stem}.csv").write_text("\n".join(lines) + "\n")
+    names = [csv_cell(n) for n in class_names]  # from the model's files: quoted cells, never formulas
+    with open(out_dir / f"{stem}.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "true", "pred", "confidence", "true_name", "pred_name"])
+        for i, (t, q, c) in enumerate(zip(p.labels, p.pred, p.confidence)):
+            writer.writerow([i, int(t), int(q), f"{c:.6f}", names[int(t)], names[int(q)]])
     return [f"{stem}.npz", f"{stem}.csv"]
