@@ -54,12 +54,12 @@ def gtsrb_root(shared_data: Path) -> Path:
 def ray_session():
     """One local Ray instance shared by every Ray test (starting one costs ~10 s on 2 cores)."""
     ray = pytest.importorskip("ray")
-    from cnnsweep.distributed.cluster import start_ray
+    from cnnsweep.distributed.cluster import start_ray, stop_ray
 
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     start_ray(num_cpus=4)  # logical CPUs: 2 Train workers + drivers/controllers fit on a 2-core box
     yield ray
-    ray.shutdown()
+    stop_ray()
 
 
 # ---------------------------------------------------------------- tiny real GTSRB members (ensembles, predict)

@@ -268,3 +268,36 @@ def test_resume_after_sigkill_keeps_finished_trials_and_continues_the_interrupte
     assert [r["train/seconds"] for r in _rows(out / "tune" / f"trial_{midway}")] == [
         r["train/seconds"] for r in resumed]
     assert board2.set_index("trial_id")["checkpoint"].to_dict() == board.set_index("trial_id")["checkpoint"].to_dict()
+
+
+# ---------------------------------------------------------------------------- nothing stays reserved
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_sweep_whose_last_trial_is_stopped_early_analyzes_and_leaves_nothing_reserved(ray_session, tmp_path):
+    """One trial at a time; the last one (lr 1e-7 learns nothing) is stopped by ASHA at its first rung, so
+    its Train controller dies with the trial and only Ray's PlacementGroupCleaner can release its group.
+    The analysis then needs a free CPU: before the cleaner could query this instance's state API, it
+    waited forever."""
+    from ray.util.state import list_actors
+
+    from cnnsweep.cli import app
+    from cnnsweep.distributed.tune.resources import held_placement_groups
+
+    held_before = held_placement_groups()
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(json.dumps(TINY | {"search": {
+        "algorithm": "grid", "max_concurrent": 1, "analyze": True,
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        "space": {"train.lr": {"choice": [3.0e-3, 1.0e-7]}}}}))
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, ["tune", str(sweep), "--output", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = _last_json(result.stdout)
+    assert summary["trials"]["stopped_early"] == 1 and summary["trials"]["finished"] == 1, summary["trials"]
+    assert summary["analysis"] and Path(summary["analysis"]).is_file(), summary["notes"]
+    assert not [n for n in summary["notes"] if "placement group" in n], summary["notes"]  # Ray's cleaner did it
+    assert held_placement_groups() - held_before == set()
+    cleaners = list_actors(filters=[("class_name", "=", "PlacementGroupCleaner"), ("state", "=", "ALIVE")])
+    assert cleaners == [], cleaners  # one per trial used to stay alive (~200 MiB each)

@@ -14,7 +14,7 @@ or a URI such as s3://bucket/sweep):
     leaderboard.csv history.csv ablation.csv curves/*.png importances.json summary.json
 
 Modules: `trial` (the trial function), `search` (search algorithm, scheduler), `resources` (what a trial
-reserves, concurrency, releasing stopped trials), `storage` (paths and URIs), `progress` (live table),
+reserves, concurrency, waiting for a sweep's reservations to be released), `storage` (paths and URIs), `progress` (live table),
 `tuner` (building / restoring the Tuner), `results` (records, report, best/), `run` (the entry point).
 Every point where the code touches Ray is marked `# Ray:`.
 """

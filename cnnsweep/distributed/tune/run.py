@@ -11,7 +11,8 @@ from typing import Any, Callable, Optional
 from cnnsweep.config import ConfigError, RunConfig, check_resumed_config, save_config
 from cnnsweep.lockfile import folder_entries, hold_output_lock
 from cnnsweep.distributed.tune import progress
-from cnnsweep.distributed.tune.resources import derive_max_concurrent, trial_footprint
+from cnnsweep.distributed.tune.resources import (RELEASE_DEADLINE_S, derive_max_concurrent, held_placement_groups,
+                                                  remove_placement_groups, trial_footprint, wait_until_released)
 from cnnsweep.distributed.tune.results import collect_records, save_summary, summarize_sweep, report_dir_for
 from cnnsweep.distributed.tune.storage import path_exists, join_path, is_uri, resolve_output
 from cnnsweep.distributed.tune.tuner import TUNER_STATE, SweepPlan, build_trainable, build_tuner, restore_tuner
@@ -80,20 +81,42 @@ def _run_locked(cfg: RunConfig, output: str, resume: bool, address: Optional[str
     trainable = build_trainable(plan, dataset)
     tuner = restore_tuner(plan, trainable) if resume else build_tuner(plan, trainable)
     start = time.perf_counter()
+    held_before = held_placement_groups()  # Ray: another job's groups on a shared cluster are not ours
     progress.set_progress_sink(on_progress)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Tune prints its banner on stdout; --json owns stdout
             results = tuner.fit()  # Ray: blocks until every trial finished, stopped early or errored
     finally:
         progress.set_progress_sink(None)
+    released, release_notes = _release_sweep(held_before)
     reports = report_dir_for(plan.output, report_dir)
     summary = summarize_sweep(plan, collect_records(results, cfg), reports)
-    summary |= {"seconds": round(time.perf_counter() - start, 1), "notes": notes + list(dataset.notes)}
+    summary |= {"seconds": round(time.perf_counter() - start, 1),
+                "notes": notes + list(dataset.notes) + release_notes}
     _export_best(plan, summary)
     save_summary(plan, summary, reports)  # leaderboard + summary first: the analysis reads them
-    if _analyze_result(plan, summary, reports):
+    if _analyze_result(plan, summary, reports, on_ray=released):
         save_summary(plan, summary, reports)
     return summary
+
+
+def _release_sweep(held_before: set[str]) -> tuple[bool, list[str]]:
+    """Wait until every placement group the sweep's trials made is removed, so that the end-of-sweep
+    work finds the cluster's CPUs free; returns (all released, notes). On a private instance every
+    group is this sweep's, so one still held at the deadline is removed here; on a shared cluster it
+    is left alone and the analysis runs in this process instead of waiting for CPUs."""
+    from cnnsweep.distributed.cluster import is_private_instance
+
+    left = wait_until_released(held_before)
+    if not left:
+        return True, []
+    if is_private_instance():
+        remove_placement_groups(left)
+        return True, [f"{len(left)} placement group(s) of ended trials were still reserved "
+                      f"{RELEASE_DEADLINE_S:.0f} s after the sweep; cnnsweep removed them"]
+    return False, [f"{len(left)} placement group(s) made during the sweep were still reserved on the cluster "
+                   f"{RELEASE_DEADLINE_S:.0f} s after it ended (is the cluster's dashboard, which Ray Train's "
+                   "cleaner needs, running?); the analysis ran in this process"]
 
 
 def _export_best(plan: SweepPlan, summary: dict[str, Any]) -> None:
@@ -136,15 +159,18 @@ def _export_top(plan: SweepPlan, summary: dict[str, Any]) -> None:
 ANALYZE_WORKERS = 2  # Ray tasks predicting the split at once
 
 
-def _analyze_result(plan: SweepPlan, summary: dict[str, Any], report_dir: Path) -> bool:
-    """search.analyze: `cnnsweep analyze` on the sweep -> <output>/analysis/report.html. A failed
-    analysis is a note in the summary, never a failed sweep. Returns whether the summary changed."""
+def _analyze_result(plan: SweepPlan, summary: dict[str, Any], report_dir: Path, *, on_ray: bool = True) -> bool:
+    """search.analyze: `cnnsweep analyze` on the sweep -> <output>/analysis/report.html, its inference as
+    Ray tasks (`on_ray`) or in this process. A failed analysis is a note in the summary, never a failed
+    sweep. Returns whether the summary changed."""
     if not plan.search.analyze or not summary.get("best") or is_uri(plan.output):
         return False
-    from cnnsweep.distributed.analyze import run_analysis
+    from cnnsweep.analysis.analyze import analyze_target
+    from cnnsweep.distributed.analyze import ray_predict
 
     try:
-        m = run_analysis(report_dir, workers=ANALYZE_WORKERS, split="test", output=report_dir / "analysis")
+        m = analyze_target(report_dir, predict=ray_predict(ANALYZE_WORKERS) if on_ray else None, split="test",
+                           output=report_dir / "analysis")
         summary["analysis"] = str(Path(m["output"]) / "report.html")
     except Exception as err:  # noqa: BLE001 - any failure here must leave the sweep's results intact
         summary["analysis"] = None

@@ -15,7 +15,6 @@ from cnnsweep.data import dataset_key
 from cnnsweep.distributed.tune.constants import (EXPERIMENT, SYNC_PERIOD_LOCAL_S, SYNC_PERIOD_URI_S, TRAIN_RUNS,
                                                  TRIAL_DRIVER_RESOURCES, TRIAL_MAX_FAILURES)
 from cnnsweep.distributed.tune.progress import SweepProgress
-from cnnsweep.distributed.tune.resources import ReleaseStoppedTrials
 from cnnsweep.distributed.tune.search import build_trial_scheduler, build_search_alg, max_epochs
 from cnnsweep.distributed.tune.storage import absolute_data_root, join_path, is_uri
 from cnnsweep.distributed.tune.trial import TrialContext, run_trial, trial_dirname
@@ -63,8 +62,7 @@ def build_tuner(plan: SweepPlan, trainable: Any) -> tune.Tuner:
         name=EXPERIMENT, storage_path=plan.output, verbose=0,
         # the experiment state --resume needs reaches storage every few seconds (Ray's default: 5 min)
         sync_config=tune.SyncConfig(sync_period=SYNC_PERIOD_URI_S if is_uri(plan.output) else SYNC_PERIOD_LOCAL_S),
-        callbacks=[SweepProgress(plan.search.metric, plan.search.mode), ReleaseStoppedTrials(),
-                   TBXLoggerCallback()],
+        callbacks=[SweepProgress(plan.search.metric, plan.search.mode), TBXLoggerCallback()],
         failure_config=tune.FailureConfig(max_failures=TRIAL_MAX_FAILURES))
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 

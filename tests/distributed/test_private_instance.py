@@ -1,0 +1,113 @@
+"""The private local Ray instance (cnnsweep.distributed.cluster): its state API is its own, so another
+Ray instance started on the same machine cannot make Ray Train's PlacementGroupCleaner remove a live
+run's workers, and it listens where docs/design.md says."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+LATEST_SESSION = "/tmp/ray/session_latest"  # Ray's default temp dir: the newest instance's session folder
+
+
+def _train_until(folder: str) -> None:
+    """A worker that records its process and lives until told to stop (a restarted worker adds a line)."""
+    import ray.train
+
+    with open(os.path.join(folder, "pids"), "a") as f:
+        f.write(f"{os.getpid()}\n")
+    while not os.path.exists(os.path.join(folder, "stop")):
+        time.sleep(0.2)
+    ray.train.report({"done": 1})
+
+
+def _start_other_instance(tmp_path: Path) -> tuple[subprocess.Popen, str]:
+    """`ray start --head` with a dashboard, in Ray's default temp dir: it becomes the machine's newest
+    cluster, which Ray's state API falls back to when nothing says otherwise."""
+    from cnnsweep.distributed.cluster import free_loopback_port
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
+    gcs, dash = free_loopback_port(), free_loopback_port()
+    proc = subprocess.Popen([str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=1",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats",
+                             "--block"], env=env, start_new_session=True,
+                            stdout=open(tmp_path / "other.log", "w"), stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{dash}"
+
+
+def _stop_other_instance(proc: subprocess.Popen, session: str) -> None:
+    """Its process group, then what left the group (workers) by its session folder's name: never
+    `ray stop`, which would end every Ray instance on the machine, this test session's included."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    for pid in filter(str.isdigit, os.listdir("/proc")) if session else []:
+        try:
+            if session.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the other Ray instance exited"
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.5)
+    pytest.fail(f"the other Ray instance's dashboard never answered at {url}")
+
+
+def test_a_training_keeps_its_workers_while_another_ray_instance_starts(ray_session, tmp_path):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    folder = str(tmp_path)
+    trainer = TorchTrainer(lambda: _train_until(folder), scaling_config=ScalingConfig(num_workers=2),
+                           run_config=RunConfig(name="isolation", storage_path=str(tmp_path / "runs")))
+    outcome: dict = {}
+    fit = threading.Thread(target=lambda: outcome.update(result=_fit(trainer)))
+    fit.start()
+    time.sleep(15)  # the controller, its cleaner and both workers are up
+    other, dashboard = _start_other_instance(tmp_path)
+    session = ""
+    try:
+        _wait_http(dashboard, other)
+        session = os.path.basename(os.path.realpath(LATEST_SESSION))
+        time.sleep(8)  # the cleaner looks at its controller every 1 s
+    finally:
+        (tmp_path / "stop").touch()
+        fit.join(timeout=120)
+        _stop_other_instance(other, session)
+    result = outcome.get("result")
+    assert isinstance(result, dict), result
+    assert result["error"] is None, result["error"]
+    assert len((tmp_path / "pids").read_text().split()) == 2  # the same two workers, never restarted
+
+
+def _fit(trainer) -> dict:
+    try:
+        result = trainer.fit()
+        return {"error": result.error, "metrics": result.metrics}
+    except Exception as err:  # noqa: BLE001 - the test reports it
+        return {"error": repr(err), "metrics": {}}
