@@ -1,19 +1,20 @@
 """Uploaded image bytes -> uint8 H x W x C pixels, refusing what could hurt the replica.
 
-Guards: only PNG, JPEG and PPM decoders are tried; the pixel count declared in the header is
-checked *before* decoding (a tiny PNG can declare 100k x 100k: a decompression bomb); truncated
-files are errors, not silently padded (Pillow's LOAD_TRUNCATED_IMAGES stays False).
+Decoded by the data package's guarded decoder (the one image folders and `cnnsweep predict` use too):
+only the PNG, JPEG and PPM decoders are tried; the pixel count declared in the header is checked
+*before* decoding (a tiny PNG can declare 100k x 100k: a decompression bomb), and Pillow's own bomb
+warning and error are the same 413; truncated files are errors, not silently padded (Pillow's
+LOAD_TRUNCATED_IMAGES stays False).
 """
 
 from __future__ import annotations
 
-import io
-import struct
-import warnings
-
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from cnnsweep.data.decode import ImageTooLarge, load_image
+from cnnsweep.data.decode import open_image as open_checked
+from cnnsweep.data.errors import DataError
 from cnnsweep.serving.errors import HttpError, bad_request
 
 FORMATS = ("PNG", "JPEG", "PPM")  # PPM covers the P1-P6 netpbm family GTSRB's originals come in
@@ -23,28 +24,16 @@ IMAGE_CONTENT_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/x-portable
 _GRAY_MODES = {"1", "L", "I", "I;16", "I;16B", "F"}
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked next
-            return Image.open(io.BytesIO(data), formats=FORMATS)
-    except Image.DecompressionBombError as err:  # Pillow's hard stop at 2 x MAX_IMAGE_PIXELS, at open time
-        raise HttpError(413, f"image is too large to decode: {err}; the limit is {max_pixels:,} pixels") from None
-    except UnidentifiedImageError:
-        raise bad_request(f"not a {', '.join(FORMATS)} image ({len(data):,} bytes, starting {data[:8]!r})") from None
-    except (OSError, SyntaxError, ValueError) as err:  # a broken header
-        raise bad_request(f"image header is corrupt: {err}") from None
-
-
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Read the header only and check the declared size; pixels are decoded by `load_pixels`."""
     if not data:
         raise bad_request("image is empty")
-    img = _open(data, max_pixels)
-    w, h = img.size
-    if w * h > max_pixels:
-        raise HttpError(413, f"image is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,}")
-    return img
+    try:
+        return open_checked(data, max_pixels=max_pixels, formats=FORMATS)
+    except ImageTooLarge as err:
+        raise HttpError(413, str(err)) from None
+    except DataError as err:
+        raise bad_request(str(err)) from None
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
@@ -55,9 +44,11 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
 def load_pixels(img: Image.Image) -> np.ndarray:
     """Decode an opened image to uint8 H x W (gray) or H x W x 3/4; corrupt or truncated data -> 400."""
     try:
-        img.load()
+        img = load_image(img)
         if img.mode not in ("L", "RGB", "RGBA"):
             img = img.convert("L" if img.mode in _GRAY_MODES else "RGB")
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
-        raise bad_request(f"image data is truncated or corrupt: {err}") from None
+    except DataError as err:
+        raise bad_request(str(err)) from None
+    except ValueError as err:  # a mode Pillow cannot convert
+        raise bad_request(f"image mode {img.mode} cannot be converted: {err}") from None
     return np.asarray(img, dtype=np.uint8)
