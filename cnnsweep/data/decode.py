@@ -59,17 +59,18 @@ def _chunks(n: int) -> list[range]:
 
 def open_file(path: Path, root: Path | None = None) -> BinaryIO:
     """`path` opened for reading, if it is a regular file whose real path (every link followed) is
-    inside `root`; the real path is what is opened, so the check holds for what is read."""
+    inside `root`; the real path is what is opened, so the check holds for what is read. Errors do not
+    repeat the path: the caller names the file as its user knows it."""
     real = Path(os.path.realpath(path))
     if root is not None and not real.is_relative_to(os.path.realpath(root)):
-        raise DataError(f"{path}: a link to {real}, outside the data root {root}: not read")
+        raise DataError(f"a link to {real}, outside the data root {root}: not read")
     try:  # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below)
         fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror})") from None
+        raise DataError(f"cannot read ({err.strerror})") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise DataError(f"{path}: not a regular file")
+        raise DataError("not a regular file")
     return os.fdopen(fd, "rb")
 
 
@@ -117,9 +118,8 @@ def _read_file(path: Path, root: Path, read: Callable[[Image.Image], object]):
     try:
         with open_file(path, root) as f, open_image(f, max_pixels=MAX_PIXELS) as img:
             return read(img)
-    except DataError as err:
-        msg = str(err)
-        raise type(err)(msg if msg.startswith(f"{path}:") else f"{path}: {msg}") from None
+    except DataError as err:  # ImageTooLarge stays ImageTooLarge
+        raise type(err)(f"{path}: {err}") from None
 
 
 def read_sizes(paths: Sequence[Path], root: Path) -> list[tuple[int, int]]:

@@ -10,16 +10,21 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from cnnsweep.data.decode import open_file
+from cnnsweep.data.errors import DataError
 from cnnsweep.predict.errors import PredictError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm")  # what serving decodes
 SPLITS = ("train", "valid", "test")
+MAX_FILE_BYTES = 128 << 20  # one encoded image file, bytes: a 4096 x 4096 16-bit RGB PPM is 96 MiB
+MAX_CHUNK_BYTES = 256 << 20  # encoded bytes in one chunk (what one Ray task carries), bytes
 
 
 @dataclass
@@ -45,27 +50,49 @@ class InputSet:
         return len(self.ids)
 
     def chunks(self, size: int) -> Iterator[Chunk]:
+        if self.paths is not None:
+            yield from self._file_chunks(size)
+            return
         for i in range(0, len(self), size):
-            sl = slice(i, i + size)
-            labels = None if self.labels is None else self.labels[sl]
-            if self.paths is not None:
-                encoded, errors = _read_all(self.paths[sl])
-                yield Chunk(self.ids[sl], encoded=encoded, labels=labels, read_errors=errors)
-            else:
-                yield Chunk(self.ids[sl], images=self.images[sl], labels=labels)
+            labels = None if self.labels is None else self.labels[i:i + size]
+            yield Chunk(self.ids[i:i + size], images=self.images[i:i + size], labels=labels)
+
+    def _file_chunks(self, size: int) -> Iterator[Chunk]:
+        """Chunks of at most `size` files and MAX_CHUNK_BYTES encoded bytes, so that one chunk fits in
+        memory and in one Ray task whatever the files hold (one file may be read ahead of its chunk)."""
+        start, encoded, errors, total = 0, [], {}, 0
+        for i, path in enumerate(self.paths):
+            data, error = _read_capped(path)
+            if encoded and (len(encoded) >= size or total + len(data) > MAX_CHUNK_BYTES):
+                yield self._file_chunk(start, i, encoded, errors)
+                start, encoded, errors, total = i, [], {}, 0
+            if error is not None:
+                errors[len(encoded)] = error
+            encoded.append(data)
+            total += len(data)
+        if encoded:
+            yield self._file_chunk(start, len(self), encoded, errors)
+
+    def _file_chunk(self, start: int, end: int, encoded: list[bytes], errors: dict[int, str]) -> Chunk:
+        labels = None if self.labels is None else self.labels[start:end]
+        return Chunk(self.ids[start:end], encoded=encoded, labels=labels, read_errors=errors)
 
 
-def _read_all(paths: Sequence[Path]) -> tuple[list[bytes], dict[int, str]]:
-    """File bytes, with b"" and a reason for each file that could not be read (the caller decides
-    whether that ends the run or skips the file)."""
-    encoded, errors = [], {}
-    for i, path in enumerate(paths):
-        try:
-            encoded.append(path.read_bytes())
-        except OSError as err:
-            encoded.append(b"")
-            errors[i] = f"cannot read ({err.strerror})"
-    return encoded, errors
+def _read_capped(path: Path) -> tuple[bytes, Optional[str]]:
+    """A file's bytes, or b"" and why it was not read (the caller decides whether that ends the run or
+    skips the file). Only regular files, and never more than MAX_FILE_BYTES + 1 bytes."""
+    limit = MAX_FILE_BYTES
+    too_big = f"larger than the {limit:,}-byte limit for one image file"
+    try:
+        with open_file(path) as f:
+            if os.fstat(f.fileno()).st_size > limit:
+                return b"", too_big
+            data = f.read(limit + 1)  # not the declared size: a file can grow, and /proc files say 0
+    except DataError as err:
+        return b"", str(err)
+    except OSError as err:
+        return b"", f"cannot read ({err.strerror})"
+    return (b"", too_big) if len(data) > limit else (data, None)
 
 
 def parse_split_spec(spec: str) -> Optional[tuple[str, str, str]]:
@@ -94,8 +121,19 @@ def load_split(name: str, root: str, split: str) -> InputSet:
     return InputSet(ids, images=part.images.numpy(), labels=part.labels.numpy(), notes=list(dataset.notes))
 
 
-def _folder_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def _folder_files(folder: Path) -> list[tuple[str, Path]]:
+    """(id, real path) of every image file under folder. A link out of the folder is refused; the real
+    path is what is read later, so a link changed after this check cannot redirect the read."""
+    real_folder = folder.resolve()
+    pairs = []
+    for p in sorted(folder.rglob("*")):  # rglob does not descend into linked folders
+        if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
+            continue
+        real = p.resolve()
+        if not real.is_relative_to(real_folder):
+            raise PredictError(f"{p}: a link to {real}, outside {folder}: not read (give the file itself as an input)")
+        pairs.append((str(p.relative_to(folder)), real))
+    return pairs
 
 
 def _list_file(path: Path) -> list[Path]:
@@ -107,10 +145,10 @@ def _expand(spec: str) -> list[tuple[str, Path]]:
     """One path argument -> (id, file) pairs."""
     p = Path(spec)
     if p.is_dir():
-        files = _folder_files(p)
-        if not files:
+        pairs = _folder_files(p)
+        if not pairs:
             raise PredictError(f"{p}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-        return [(str(f.relative_to(p)), f) for f in files]
+        return pairs
     if p.is_file() and p.suffix.lower() == ".txt":
         return [(str(f), f) for f in _list_file(p)]
     if p.is_file():

@@ -64,3 +64,49 @@ def test_list_naming_a_missing_file(tmp_path):
     (tmp_path / "list.txt").write_text("a.png\ngone.png\n")
     with pytest.raises(PredictError, match="gone.png: no such image file"):
         resolve_inputs([str(tmp_path / "list.txt")])
+
+
+# ---------------------------------------------------------------------------- links and sizes
+
+
+def test_a_link_out_of_a_folder_input_is_not_read(tmp_path):
+    folder, outside = tmp_path / "in", tmp_path / "outside"
+    _write_pngs(folder, 1)
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"private")
+    (folder / "secret.png").symlink_to(outside / "secret.png")
+    with pytest.raises(PredictError, match=r"secret\.png: a link to .*secret\.png, outside .*in: not read") as info:
+        resolve_inputs([str(folder)])
+    assert "\n" not in str(info.value)
+
+
+def test_a_linked_folder_out_of_a_folder_input_is_not_listed(tmp_path):
+    folder, outside = tmp_path / "in", tmp_path / "outside"
+    _write_pngs(folder, 1)
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"private")
+    (folder / "elsewhere").symlink_to(outside)
+    inputs = resolve_inputs([str(folder)])
+    assert inputs.ids == ["a.png"] and all(b"private" not in b for c in inputs.chunks(8) for b in c.encoded)
+
+
+def test_links_inside_a_folder_input_are_read(tmp_path):
+    _write_pngs(tmp_path, 1)
+    (tmp_path / "sub").rmdir()
+    (tmp_path / "alias.png").symlink_to(tmp_path / "a.png")
+    inputs = resolve_inputs([str(tmp_path)])
+    assert inputs.ids == ["a.png", "alias.png"]
+    assert [c.encoded for c in inputs.chunks(8)] == [[(tmp_path / "a.png").read_bytes()] * 2]
+
+
+def test_chunks_are_bounded_in_bytes_and_an_oversized_file_is_a_read_error(tmp_path, monkeypatch):
+    from cnnsweep.predict import inputs as inputs_module
+
+    for i, size in enumerate([100, 100, 100, 300, 100]):
+        (tmp_path / f"{i}.png").write_bytes(bytes(size))
+    monkeypatch.setattr(inputs_module, "MAX_CHUNK_BYTES", 250)
+    monkeypatch.setattr(inputs_module, "MAX_FILE_BYTES", 200)
+    chunks = list(resolve_inputs([str(tmp_path)]).chunks(size=4))
+    assert [c.ids for c in chunks] == [["0.png", "1.png"], ["2.png", "3.png", "4.png"]]
+    assert [sum(map(len, c.encoded)) for c in chunks] == [200, 200]
+    assert chunks[1].read_errors == {1: "larger than the 200-byte limit for one image file"}
