@@ -29,7 +29,9 @@ def fingerprint(root: Path, files: Iterable[Path], **options: Any) -> str:
                                   sort_keys=True, default=str).encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # surrogateescape: an undecodable file name hashes as its own bytes instead of raising
+        line = f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n"
+        h.update(line.encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:24]
 
 

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cnnsweep.safe_text import printable
+
 from .errors import DataError
+
+MAX_NUM_CLASSES = 10_000  # GTSRB has 43: a larger list is a crafted file, and sizes per-class arrays
+MAX_CLASS_NAME_LENGTH = 200  # characters; a name is shown in tables, plot labels and every CSV row
 
 
 @dataclass
@@ -51,6 +56,7 @@ class ImageDataset:
     notes: list[str] = field(default_factory=list)  # human-readable remarks, logged by the caller
 
     def __post_init__(self) -> None:
+        self.class_names = checked_class_names(self.class_names)
         for name, split in self.splits().items():
             if len(split) and int(split.labels.max()) >= len(self.class_names):
                 raise DataError(f"{name} split has label {int(split.labels.max())} but only "
@@ -70,3 +76,22 @@ class ImageDataset:
         """The splits that exist, by name."""
         named = {"train": self.train, "valid": self.valid, "test": self.test}
         return {k: v for k, v in named.items() if v is not None}
+
+
+def check_num_classes(count: int, source: object) -> None:
+    """Before a list of class names is read whole or decoded for: bounded by MAX_NUM_CLASSES."""
+    if count > MAX_NUM_CLASSES:
+        raise DataError(f"{source}: {count} classes, at most {MAX_NUM_CLASSES} are supported")
+
+
+def checked_class_names(names: list, source: object = "class names") -> list[str]:
+    """The names of every dataset format, whichever file they came from: at most MAX_NUM_CLASSES
+    strings of at most MAX_CLASS_NAME_LENGTH characters, undecodable bytes (a folder name) escaped."""
+    check_num_classes(len(names), source)
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise DataError(f"{source}: class {i} has a name that is not text ({type(name).__name__})")
+        if len(name) > MAX_CLASS_NAME_LENGTH:
+            raise DataError(f"{source}: class {i} has a name longer than {MAX_CLASS_NAME_LENGTH} characters "
+                            f"({len(name)}: {printable(name[:40])!r}...)")
+    return [printable(n) for n in names]

@@ -8,17 +8,19 @@ crafted one cannot make the class list huge.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
-from .dataset import ImageDataset, ImageSplit
+from .dataset import MAX_CLASS_NAME_LENGTH, MAX_NUM_CLASSES, ImageDataset, ImageSplit
 from .errors import DataError
 from .gtsrb_names import GTSRB_CLASS_NAMES
 from .registry import register_dataset, require_root
 from .safe_pickle import load_pickle
 
-MAX_NUM_CLASSES = 10_000  # labels must be < this (GTSRB has 43); bounds the class-name list
+# label_names.csv is read whole only below this size: MAX_NUM_CLASSES rows of a long name, with room to spare
+MAX_NAMES_BYTES = 2 * MAX_NUM_CLASSES * (MAX_CLASS_NAME_LENGTH + 16)
 _WHERE = ("Kaggle dataset 'traffic-signs-preprocessed' (train.pickle, valid.pickle, label_names.csv); "
           "download it and set data.root to its folder")
 
@@ -76,13 +78,33 @@ def _load_class_names(root: Path, splits: dict[str, ImageSplit], notes: list[str
     return names
 
 
+def _label_rows(path: Path) -> list[dict]:
+    """The rows of label_names.csv; a file too big, not UTF-8 or not CSV is a DataError."""
+    with path.open("rb") as f:
+        raw = f.read(MAX_NAMES_BYTES + 1)
+    if len(raw) > MAX_NAMES_BYTES:
+        raise DataError(f"{path}: larger than {MAX_NAMES_BYTES} bytes, more than {MAX_NUM_CLASSES} "
+                        "class names can hold (at most that many classes are supported)")
+    try:
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"), newline="")))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: cannot read it as CSV ({err})") from None
+    if len(rows) > MAX_NUM_CLASSES:
+        raise DataError(f"{path}: more than {MAX_NUM_CLASSES} class names (at most that many are supported)")
+    return rows
+
+
 def _read_label_names(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    rows = _label_rows(path)
     try:
         by_id = {int(r["ClassId"]): r["SignName"] for r in rows}
     except (KeyError, TypeError, ValueError):
         raise DataError(f"{path}: expected columns ClassId,SignName with integer ids") from None
+    missing = [i for i, name in by_id.items() if name is None]
+    if missing:
+        raise DataError(f"{path}: ClassId {missing[0]} has no SignName")
     if sorted(by_id) != list(range(len(by_id))):
         raise DataError(f"{path}: ClassId must run 0..{len(by_id) - 1} without gaps")
     return [by_id[i] for i in range(len(by_id))]

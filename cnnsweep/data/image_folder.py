@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_dirs, fingerprint, load_cached, save_cached
-from .dataset import ImageDataset, ImageSplit
+from .dataset import ImageDataset, ImageSplit, check_num_classes
 from .decode import IMAGE_EXTENSIONS, decode_parallel, load_rgb, most_common_side, read_sizes, squeeze_gray
 from .errors import DataError
 from .registry import register_dataset, require_root
@@ -48,6 +48,7 @@ def scan_image_folder(root: Path) -> FolderLayout:
     """List the files of every split; classes are the train split's non-empty folders, sorted."""
     split_roots = _split_roots(root)
     train_dirs = _class_dirs(split_roots["train"])
+    check_num_classes(len(train_dirs), split_roots["train"])  # before walking every folder
     files = {d.name: _image_files(d) for d in train_dirs}
     layout = FolderLayout(class_names=[name for name, fs in files.items() if fs])
     if not layout.class_names:
