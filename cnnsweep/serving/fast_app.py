@@ -7,7 +7,8 @@ in Ray Serve's request wrapper, against 33% in ONNX Runtime. This plain ASGI app
 calls (same body limits, image guards, errors and JSON), and hands every other request (OIP
 `/infer`, metadata, health, docs, and any `/predict` whose query it does not parse) to the FastAPI
 app unchanged. It also bounds the requests in flight (503 + Retry-After beyond), the job Ray Serve's
-`max_ongoing_requests` / `max_queued_requests` do on the Serve path. No Ray here.
+`max_ongoing_requests` / `max_queued_requests` do on the Serve path, and how long each one may take
+(`request_timeout_s`, then 408), the job of Serve's `request_timeout_s`. No Ray here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Awaitable, Callable, Optional
 from starlette.requests import Request
 
 from cnnsweep.serving.errors import HttpError
-from cnnsweep.serving.http_app import MAX_TOP_K, Hub, build_http_app, internal_error, predict_upload
+from cnnsweep.serving.http_app import MAX_TOP_K, Hub, build_http_app, internal_error, predict_upload, within_deadline
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 PREDICT_PATH = re.compile(r"/v2/models/([^/]+)/predict")
@@ -82,10 +83,11 @@ def build_fast_app(hub: Hub, fallback: Optional[ASGIApp] = None) -> ASGIApp:
         try:
             match = PREDICT_PATH.fullmatch(scope["path"]) if scope["method"] == "POST" else None
             k = parse_top_k(scope["query_string"]) if match else DELEGATE
-            if k is DELEGATE:
+            if k is DELEGATE:  # the FastAPI app bounds its requests itself (RequestDeadline)
                 await fallback(scope, receive, send)
             else:
-                await predict(match.group(1), k, scope, receive, send)
+                await within_deadline(lambda *asgi: predict(match.group(1), k, *asgi), scope, receive, send,
+                                      settings.request_timeout_s)
         finally:
             in_flight -= 1
 

@@ -91,7 +91,7 @@ async def read_upload(request: Request, settings: ServeSettings) -> bytes:
     if media != "multipart/form-data" and media not in IMAGE_CONTENT_TYPES | {""}:
         raise HttpError(415, f"Content-Type {media!r} is not an image upload: send multipart/form-data "
                              f"(curl -F file=@img.png) or a raw image/png, image/jpeg or PPM body")
-    body = await read_body(request, settings.max_body_bytes, settings.read_timeout_s)
+    body = await read_body(request, settings.max_body_bytes, settings.read_timeout_s, settings.request_timeout_s)
     if media != "multipart/form-data":
         return body
 
@@ -153,10 +153,48 @@ def add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(internal_error(request.url.path, exc), status_code=500)
 
 
+async def within_deadline(app, scope: dict, receive, send, seconds: float) -> None:
+    """Run the ASGI `app` on one request for at most `seconds`: then it is cancelled and answered 408
+    JSON, or, if its answer has begun, cut off (the server closes the connection). Whatever the client
+    does (drip its body, never read the answer), its request slot is free after `seconds`."""
+    started = False
+
+    async def tracking_send(message: dict) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        if not hasattr(asyncio, "timeout"):  # Python 3.10
+            return await asyncio.wait_for(app(scope, receive, tracking_send), seconds)
+        async with asyncio.timeout(seconds) as cm:  # 3.11+: no Task per request, unlike wait_for
+            return await app(scope, receive, tracking_send)
+    except asyncio.TimeoutError:
+        if hasattr(asyncio, "timeout") and not cm.expired():
+            raise  # the app's own TimeoutError: a bug, answered 500 by its handler or the server
+    if not started:
+        await JSONResponse({"error": f"request not answered within {seconds:g} s (request_timeout_s): "
+                                     f"send the whole request promptly"}, status_code=408)(scope, receive, send)
+
+
+class RequestDeadline:
+    """ASGI middleware: every HTTP request of the app within `seconds` (`within_deadline`)."""
+
+    def __init__(self, app, seconds: float):
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        await within_deadline(self.app, scope, receive, send, self.seconds)
+
+
 def build_http_app(hub: Hub) -> FastAPI:
     """The app for one replica (its own event loop, so its own heavy-work semaphore)."""
     app = FastAPI(title="cnnsweep inference", version=VERSION,
                   description="Open Inference Protocol v2 (KServe/Triton REST) + image upload")
+    # Outermost: the deadline also covers the error handlers' answers and a client that never reads them.
+    app.add_middleware(RequestDeadline, seconds=hub.settings.request_timeout_s)
     add_error_handlers(app)
     add_health_routes(app, hub)
     add_infer_routes(app, hub, asyncio.Semaphore(hub.settings.max_heavy_requests))
@@ -202,7 +240,7 @@ def add_infer_routes(app: FastAPI, hub: Hub, heavy: asyncio.Semaphore) -> None:
         if media_type(request) not in JSON_TYPES:
             raise HttpError(415, f"Content-Type {media_type(request)!r}: send application/json "
                                  f"(or Triton binary tensors with Inference-Header-Content-Length)")
-        body = await read_body(request, settings.max_body_bytes, settings.read_timeout_s)
+        body = await read_body(request, settings.max_body_bytes, settings.read_timeout_s, settings.request_timeout_s)
         header_length = request.headers.get(HEADER_LENGTH)
         if len(body) <= INLINE_BODY_BYTES:
             req, x = decode_infer(body, header_length, model, settings)

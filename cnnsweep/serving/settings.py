@@ -48,7 +48,12 @@ class ServeSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Request body limit -> 413. 2 MiB: 32 GTSRB images as JSON FP32 text are ~1 MiB; PNG uploads far less.
     max_body_bytes: int = Field(2 * MiB, ge=1024)
-    read_timeout_s: float = Field(10.0, gt=0)  # longest wait for the next body chunk -> 408
+    # Longest wait for the next body chunk, and (on the fast front) for a whole request head, seconds
+    # -> 408. Per read only: a client dripping one byte every read_timeout_s - epsilon passes it.
+    read_timeout_s: float = Field(10.0, gt=0)
+    # Whole request inside the replica (body, inference, answer), seconds -> 408: what bounds that drip.
+    # Serve's proxy has its own (http_options.request_timeout_s, also 30 s by default).
+    request_timeout_s: float = Field(30.0, gt=0)
     # Large bodies / images are parsed or decoded in a thread, at most this many at once per replica:
     # a JSON body expands ~20x into Python objects and a decoded image to ~9 bytes/pixel, so this (not
     # max_ongoing_requests) bounds that memory.

@@ -62,3 +62,33 @@ def test_a_body_in_several_prompt_chunks_is_read_whole():
         return await read_body(_request([b'{"a"', b": 1", b"}"], stall_after=99), 1024, read_timeout_s=0.2)
 
     assert asyncio.run(go()) == b'{"a": 1}'
+
+
+def _dripping_request(every_s: float) -> Request:
+    """An ASGI request whose client sends one byte every `every_s` seconds, forever."""
+    async def receive():
+        await asyncio.sleep(every_s)
+        return {"type": "http.request", "body": b" ", "more_body": True}
+
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}, receive)
+
+
+def test_a_body_dripped_inside_the_read_deadline_gets_408_at_the_body_deadline():
+    async def go():
+        start = asyncio.get_running_loop().time()
+        with pytest.raises(HttpError) as err:
+            await asyncio.wait_for(read_body(_dripping_request(0.05), 1 << 20, read_timeout_s=0.2,
+                                             body_timeout_s=0.5), 5)
+        return err.value, asyncio.get_running_loop().time() - start
+
+    err, seconds = asyncio.run(go())
+    assert err.status == 408 and "too long" in err.message
+    assert 0.5 <= seconds < 1.5
+
+
+@pytest.mark.parametrize("length", ["²", "12a", "-1", "1e3", "", " ", "0x10", "١٢"])
+def test_a_content_length_that_is_not_ascii_digits_is_400(length):
+    req = _request([b"{}"], stall_after=99, headers=[(b"content-length", length.encode("latin-1", "replace"))])
+    with pytest.raises(HttpError) as err:
+        asyncio.run(read_body(req, 1024, read_timeout_s=0.2))
+    assert err.value.status == 400 and "Content-Length" in err.value.message

@@ -1,0 +1,197 @@
+"""Whole-request deadlines without Ray, over raw sockets against real uvicorn servers on 127.0.0.1: a
+client dripping its body (one byte just inside the per-read deadline), its request head, or nothing
+at all is answered 408 (or cut off) within the deadline, and its slot is free for the next request.
+
+Fronts: the FastAPI app under a plain uvicorn (what Serve's proxy and direct-ingress servers run it
+in), and the fast front (its own uvicorn, with its own connection guards)."""
+
+from __future__ import annotations
+
+import io
+import json
+import select
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+import uvicorn
+from PIL import Image
+
+from cnnsweep.serving.fast_app import build_fast_app
+from cnnsweep.serving.fast_server import FastServer, bind_shared
+from cnnsweep.serving.http_app import build_http_app
+from cnnsweep.serving.model import load_served_model
+from cnnsweep.serving.settings import build_settings
+
+READ_S = 0.5  # per-read deadline, seconds: the drip below sends a byte every DRIP_S < READ_S
+REQUEST_S = 2.0  # whole-request deadline, seconds
+DRIP_S = 0.3
+SLACK_S = 1.5  # scheduling on a busy 2-core box
+SLOTS = 4  # max_ongoing_requests + max_queued_requests: the fast front's admission limit
+SETTINGS = {"max_batch_size": 4, "max_ongoing_requests": SLOTS, "max_queued_requests": 0, "read_timeout_s": READ_S,
+            "request_timeout_s": REQUEST_S}
+INFER = "/v2/models/tiny/infer"
+PREDICT = "/v2/models/tiny/predict"
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+GOOD = {INFER: (json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                                        "data": [0.5] * 64}]}).encode(), "application/json"),
+        PREDICT: (_png(), "image/png")}
+
+
+class InProcessHub:
+    def __init__(self, settings, model):
+        self.settings, self.models = settings, {model.name: model}
+
+    async def infer(self, name, x):
+        return self.models[name].run(x)
+
+    async def infer_pixels(self, name, pixels):
+        return self.models[name].run_pixels(pixels[None])
+
+
+class PlainUvicorn:
+    """The FastAPI app under uvicorn's defaults (as Ray Serve runs it): no guards but the app's own."""
+
+    def __init__(self, app):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        self.port = self.sock.getsockname()[1]
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def hub(tiny_onnx):
+    settings = build_settings({"models": [str(tiny_onnx)], **SETTINGS})
+    return InProcessHub(settings, load_served_model(settings.models[0], 1))
+
+
+@pytest.fixture(scope="module", params=["fastapi-plain-uvicorn", "fast-front"])
+def server(request, hub):
+    if request.param == "fast-front":
+        srv = FastServer(build_fast_app(hub), bind_shared("127.0.0.1", 0), head_timeout_s=READ_S).start()
+    else:
+        srv = PlainUvicorn(build_http_app(hub))
+    yield request.param, srv.port
+    srv.stop()
+
+
+def _answer(conn: socket.socket, until: float) -> tuple[bytes, float]:
+    """(what the server sends before `until` (monotonic) or closes, when its first byte or the close
+    came); (b"", until) if neither. An answer ends at its JSON body's closing brace."""
+    out, first = b"", None
+    while time.monotonic() < until and not out.endswith(b"}"):
+        if not select.select([conn], [], [], max(0.0, until - time.monotonic()))[0]:
+            break
+        try:
+            chunk = conn.recv(65536)
+        except ConnectionError:
+            chunk = b""
+        first = first or time.monotonic()
+        if not chunk:
+            break
+        out += chunk
+    return out, first or until
+
+
+def _drip(port: int, head: bytes, drip: bytes, cap_s: float) -> tuple[bytes, float]:
+    """Send `head`, then `drip` one byte every DRIP_S until the server answers or closes (or `cap_s`
+    passes): (answer, seconds from the first byte sent to the answer or the close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=cap_s) as conn:
+        start = time.monotonic()
+        try:
+            conn.sendall(head)
+            for i in range(len(drip)):
+                if select.select([conn], [], [], DRIP_S)[0] or time.monotonic() - start > cap_s:
+                    break
+                conn.sendall(drip[i:i + 1])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed the connection: the answer (if any) is still readable
+        answer, when = _answer(conn, start + cap_s + 0.5)
+        return answer, when - start
+
+
+def _request_head(path: str, content_type: str, length: int) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+def _post_ok(port: int, path: str) -> None:
+    body, ctype = GOOD[path]
+    r = requests.post(f"http://127.0.0.1:{port}{path}", data=body, headers={"Content-Type": ctype}, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("path", [INFER, PREDICT])
+def test_a_slow_drip_body_is_cut_off_at_the_request_deadline_and_frees_its_slot(server, path):
+    _, port = server
+    cap = REQUEST_S + SLACK_S
+    head = _request_head(path, GOOD[path][1], 100_000)
+    with ThreadPoolExecutor(SLOTS) as pool:  # as many drips as the fast front admits at once
+        answers = list(pool.map(lambda _: _drip(port, head, b"x" * 1000, cap + 5), range(SLOTS)))
+    for answer, seconds in answers:
+        assert seconds < cap, (seconds, answer)
+        assert answer == b"" or (answer.startswith(b"HTTP/1.1 408") and b'"error"' in answer), answer
+    assert any(answer for answer, _ in answers), "at least one drip gets a 408, not just a closed socket"
+    _post_ok(port, path)  # the slots are free again
+
+
+def test_a_slow_drip_request_head_is_cut_off(server):
+    kind, port = server
+    if kind != "fast-front":
+        pytest.skip("a head is read by the server in front of the app (Serve's proxy: see serve/README.md)")
+    answer, seconds = _drip(port, b"POST " + INFER.encode() + b" HTTP/1.1\r\n", b"X-Slow: " + b"a" * 200,
+                            REQUEST_S + SLACK_S + 5)
+    assert seconds < READ_S + SLACK_S, (seconds, answer)
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
+    _post_ok(port, INFER)
+
+
+def test_a_silent_connection_is_closed(server):
+    kind, port = server
+    if kind != "fast-front":
+        pytest.skip("Serve's proxy runs uvicorn without a head deadline (see serve/README.md)")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        start = time.monotonic()
+        answer, when = _answer(conn, start + READ_S + SLACK_S + 5)
+        assert answer == b"" and when - start < READ_S + SLACK_S, answer
+
+
+def test_a_keep_alive_connection_dripping_its_next_head_is_cut_off(server):
+    kind, port = server
+    if kind != "fast-front":
+        pytest.skip("Serve's proxy runs uvicorn without a head deadline (see serve/README.md)")
+    body, ctype = GOOD[INFER]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(_request_head(INFER, ctype, len(body)) + body)
+        first, _ = _answer(conn, time.monotonic() + 5)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        start = time.monotonic()
+        try:
+            for byte in b"POST / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa":
+                if select.select([conn], [], [], DRIP_S)[0]:
+                    break
+                conn.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer, when = _answer(conn, start + READ_S + SLACK_S + 5)
+        assert when - start < READ_S + SLACK_S and (answer == b"" or answer.startswith(b"HTTP/1.1 408")), answer
