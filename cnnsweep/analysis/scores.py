@@ -21,14 +21,23 @@ def summary_metrics(p: Predictions, num_classes: int) -> dict[str, Any]:
     for avg in ("macro", "weighted"):
         prec, rec, f1, _ = precision_recall_fscore_support(y, pred, labels=labels, average=avg, zero_division=0)
         out |= {f"precision_{avg}": float(prec), f"recall_{avg}": float(rec), f"f1_{avg}": float(f1)}
-    k = min(TOP_K, num_classes - 1) if num_classes > 2 else 1  # sklearn: k must be < number of classes
-    out[f"top{TOP_K}_accuracy"] = float(top_k_accuracy_score(y, p.logits, k=k, labels=labels))
+    k, out[f"top{TOP_K}_accuracy"] = top_k_accuracy(p, num_classes)
     out["top_k"] = k
     out["log_loss"] = float(log_loss(y, p.probs, labels=labels))
     out["num_errors"] = int((y != pred).sum())
     out["seconds"] = round(p.seconds, 3)
     out["images_per_s"] = round(len(y) / p.seconds, 1) if p.seconds > 0 else None
     return out
+
+
+def top_k_accuracy(p: Predictions, num_classes: int) -> tuple[int, float]:
+    """(k, top-k accuracy) with k = TOP_K, or fewer where there are fewer classes: k must be below the
+    number of classes (top-K of K classes is always right). scikit-learn takes no 2-d scores for 2
+    classes, and there top-1 is the only informative k: it is the accuracy."""
+    if num_classes <= 2:
+        return 1, float(accuracy_score(p.labels, p.pred))
+    k = min(TOP_K, num_classes - 1)
+    return k, float(top_k_accuracy_score(p.labels, p.logits, k=k, labels=list(range(num_classes))))
 
 
 def per_class_table(p: Predictions, class_names: list[str]) -> list[dict[str, Any]]:
