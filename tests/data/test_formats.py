@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import pickle
 from pathlib import Path
 
@@ -12,8 +11,6 @@ import torch
 from PIL import Image
 
 from cnnsweep.data import DataError, create_dataset, list_datasets
-
-MNIST_TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]  # published t10k counts
 
 
 def test_the_shipped_formats_are_registered():
@@ -130,58 +127,6 @@ def test_gtsrb_official_missing_test_is_a_note(tmp_path):
     (tmp_path / "gtsrb" / "GTSRB" / "Final_Test" / "Images").rmdir()
     ds = create_dataset("gtsrb", tmp_path, cache_dir=str(tmp_path / "cache"))
     assert ds.test is None and any("test" in n for n in ds.notes)
-
-
-# ---------------------------------------------------------------------------- mnist
-
-
-def test_mnist_real_t10k_becomes_train(shared_data):
-    root = shared_data / "mnist"
-    if not (root / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"MNIST IDX files not found in {root}")
-    ds = create_dataset("mnist", root)
-    assert ds.train.images.shape == (10000, 1, 28, 28) and ds.test is None and ds.valid is None
-    assert ds.train.labels.bincount().tolist() == MNIST_TEST_CLASS_COUNTS
-    assert 0 < ds.train.images.float().mean() / 255 < 0.25  # mostly black background, white strokes
-    assert any("t10k" in n for n in ds.notes)
-
-
-def _idx(magic: int, arr: np.ndarray) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-    return header + arr.astype(np.uint8).tobytes()
-
-
-def test_mnist_idx_train_and_test_plain_and_gz(tmp_path):
-    rng = np.random.default_rng(1)
-    imgs, labels = rng.integers(0, 256, (5, 28, 28)), np.array([3, 1, 4, 1, 5])
-    (tmp_path / "train-images-idx3-ubyte").write_bytes(_idx(2051, imgs))
-    (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx(2049, labels))
-    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(2051, imgs[:2])))
-    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(2049, labels[:2])))
-    ds = create_dataset("mnist", tmp_path)
-    np.testing.assert_array_equal(ds.train.images[:, 0].numpy(), imgs)
-    assert ds.train.labels.tolist() == [3, 1, 4, 1, 5] and ds.test.labels.tolist() == [3, 1]
-
-
-@pytest.mark.parametrize("images, labels, match", [
-    (_idx(2049, np.zeros((2, 28, 28))), _idx(2049, np.zeros(2)), "magic"),
-    (_idx(2051, np.zeros((2, 28, 28)))[:-10], _idx(2049, np.zeros(2)), "header says"),
-    (_idx(2051, np.zeros((2, 28, 28))), _idx(2049, np.zeros(3)), "2 images but"),
-    (_idx(2051, np.zeros((1, 28, 28))), _idx(2049, np.array([11])), "outside 0..9"),
-])
-def test_mnist_bad_files_are_named(tmp_path, images, labels, match):
-    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(images)
-    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(labels)
-    with pytest.raises(DataError, match=match):
-        create_dataset("mnist", tmp_path)
-
-
-def test_mnist_missing_files(tmp_path):
-    with pytest.raises(DataError, match="no MNIST files"):
-        create_dataset("mnist", tmp_path)
-    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx(2051, np.zeros((1, 28, 28))))
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte"):
-        create_dataset("mnist", tmp_path)
 
 
 # ---------------------------------------------------------------------------- digits
