@@ -14,6 +14,8 @@ If anything fails before step 3 the temp file is removed and the target is untou
     atomic_write_text(run / "config.yaml", yaml.safe_dump(d))
     atomic_write_json(sweep / "leaderboard.json", rows, indent=2)
     atomic_write(ckpt / "checkpoint.pt", lambda f: torch.save(state, f))
+    with atomic_path(out / "model.onnx") as tmp:  # write by name, check it, then swap it in
+        save(tmp); verify(tmp)
     with atomic_dir(sweep / "best") as tmp:   # build the folder, then swap it in whole
         shutil.copytree(src, tmp, dirs_exist_ok=True)
 
@@ -86,6 +88,32 @@ def atomic_write_json(path: str | Path, obj: Any, **dumps_kwargs: Any) -> Path:
     """Atomically replace `path` with `json.dumps(obj, **dumps_kwargs)` plus a newline. The JSON is
     built before the file is touched, so an unserializable `obj` leaves the old file."""
     return atomic_write_text(path, json.dumps(obj, **dumps_kwargs) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temp file name next to `path`, for writers that need a name rather than a file
+    object (onnx, ONNX Runtime, a check that reopens the file). When the block ends without an
+    exception the temp file replaces `path` (fsync, `os.replace`, fsync of the folder); on an exception
+    it is removed and `path` is left as it was. The suffix is kept so tools that look at it still work."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=f".tmp{p.suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(p.parent)
 
 
 def _exchange(a: Path, b: Path) -> bool:

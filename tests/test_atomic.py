@@ -9,8 +9,8 @@ import os
 import pytest
 
 from cnnsweep import atomic
-from cnnsweep.atomic import (atomic_dir, atomic_write, atomic_write_json, atomic_write_text, replace_dir,
-                             restore_dir)
+from cnnsweep.atomic import (atomic_dir, atomic_path, atomic_write, atomic_write_bytes, atomic_write_json,
+                             atomic_write_text, replace_dir, restore_dir)
 
 
 class Killed(BaseException):
@@ -120,3 +120,32 @@ def test_kill_during_the_folder_swap_leaves_old_or_new(tmp_path, monkeypatch, ex
     restore_dir(best)  # what the next replace_dir (or a reader) runs first
     assert (best / "checkpoint.pt").read_text() == ("new" if exchange else "old")
     assert (best / "config.yaml").read_text() == (best / "checkpoint.pt").read_text()  # never a mix
+
+
+def test_a_full_disk_mid_write_leaves_the_old_file_and_no_temp(tmp_path, disk_full_after):
+    path = tmp_path / "metrics.json"
+    atomic_write_text(path, "old\n")
+    with pytest.raises(OSError), disk_full_after(4096):
+        atomic_write_bytes(path, b"x" * 1_000_000)
+    assert path.read_text() == "old\n" and _leftovers(tmp_path) == []
+
+
+def test_atomic_path_replaces_the_target_only_when_the_block_succeeds(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"good")
+    with pytest.raises(ValueError), atomic_path(path) as tmp:
+        assert tmp.parent == tmp_path and tmp != path
+        tmp.write_bytes(b"half")
+        raise ValueError("the new file failed its check")
+    assert path.read_bytes() == b"good" and _leftovers(tmp_path) == []
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"new")
+    assert path.read_bytes() == b"new" and _leftovers(tmp_path) == []
+
+
+def test_atomic_path_whose_writer_replaced_the_temp_still_cleans_up(tmp_path):
+    path = tmp_path / "model.onnx"
+    with pytest.raises(Killed), atomic_path(path) as tmp:
+        atomic_write_bytes(tmp, b"written by a nested atomic writer")
+        raise Killed
+    assert not path.exists() and _leftovers(tmp_path) == []

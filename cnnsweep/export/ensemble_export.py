@@ -3,8 +3,9 @@
 Verification compares ONNX Runtime, fed by the *shared* preprocessing, with the PyTorch ensemble run
 the way each member was trained (its own Preprocess from its checkpoint, its model, softmax, mean):
 100% top-1 agreement and max |probability difference| <= PROB_ATOL on real validation images, or the
-file is deleted and the export fails. The ensemble's own validation accuracy is then measured in ORT
-on the whole validation split and written into the metadata beside every member's metrics.
+export fails and a previous file at the target is left as it was. The ensemble's own validation
+accuracy is then measured in ORT on the whole validation split and written into the metadata beside
+every member's metrics.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from cnnsweep.atomic import atomic_path
 from cnnsweep.checkpoint import LoadedModel, load_model_from_checkpoint
 from cnnsweep.config import config_to_dict
 from cnnsweep.export.ensemble import EnsembleError, build_ensemble
@@ -114,16 +116,17 @@ def export_ensemble(sweep: str | Path, output: Optional[str | Path] = None, *, t
     info = OnnxModelInfo(members[0].class_names, shared, {}, {}, "fp32", str(sweep),
                          {"combine": "mean_softmax", "output": "log of the members' mean softmax probability",
                           "members": entries})
-    path = export_onnx(model, info, target)
-    session = create_session(path)
-    verification = verify_ensemble(session, members, shared, dataset.valid.images[:sum(BATCH_SIZES)], atol)
-    report = ExportReport(str(sweep), str(path), path.stat().st_size, verification.to_dict(),
-                          max((e["metrics"].get(M.VAL_ACC, float("nan")) for e in entries)), notes=list(dataset.notes))
-    if not verification.ok:
-        path.unlink(missing_ok=True)  # an ensemble that does not reproduce must not be served by accident
-        raise ExportError(verification.failure_message().replace("max|diff|", "max|prob diff|"), report)
-    info.metrics = ensemble_metrics(session, shared, dataset.valid)
-    rewrite_metadata(path, info)  # the measured metrics go inside, beside the members'
+    with atomic_path(target) as staged:  # replaces `target` only once verified: a failure keeps the old file
+        export_onnx(model, info, staged)
+        session = create_session(staged)
+        verification = verify_ensemble(session, members, shared, dataset.valid.images[:sum(BATCH_SIZES)], atol)
+        report = ExportReport(str(sweep), str(target), staged.stat().st_size, verification.to_dict(),
+                              max((e["metrics"].get(M.VAL_ACC, float("nan")) for e in entries)),
+                              notes=list(dataset.notes))
+        if not verification.ok:  # an ensemble that does not reproduce must not be served by accident
+            raise ExportError(verification.failure_message().replace("max|diff|", "max|prob diff|"), report)
+        info.metrics = ensemble_metrics(session, shared, dataset.valid)
+        rewrite_metadata(staged, info)  # the measured metrics go inside, beside the members'
     report.ensemble = {"members": entries, "metrics": info.metrics}
     report.seconds = time.perf_counter() - start
     return report

@@ -10,7 +10,6 @@ metadata, check it and save it ourselves with every initializer inline: one file
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import torch
 
+from cnnsweep.atomic import atomic_write_bytes
 from cnnsweep.export.errors import ExportError
 from cnnsweep.export.metadata import INPUT_NAME, OUTPUT_NAME, OnnxModelInfo, set_metadata
 
@@ -61,18 +61,13 @@ def check_onnx(model_proto: Any) -> None:
 
 
 def save_onnx(model_proto: Any, path: str | Path) -> Path:
-    """Write a single-file .onnx atomically (temp file + rename); refuse sizes that need external data."""
-    import onnx
-
+    """Write a single-file .onnx atomically (cnnsweep.atomic: a failed write leaves the old file and no
+    temp file); refuse sizes that need external data."""
     size = model_proto.ByteSize()
     if size > MAX_ONNX_BYTES:
         raise ExportError(f"model is {size / 2**30:.1f} GiB: over the 2 GiB single-file protobuf limit")
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    onnx.save_model(model_proto, str(tmp), save_as_external_data=False)
-    os.replace(tmp, out)
-    return out
+    # Serialized here, not by onnx.save_model: that one may move large tensors to a side file.
+    return atomic_write_bytes(path, model_proto.SerializeToString())
 
 
 def export_onnx(model: torch.nn.Module, info: OnnxModelInfo, path: str | Path) -> Path:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from cnnsweep.atomic import atomic_path
 from cnnsweep.checkpoint import LoadedModel, load_model_from_checkpoint
 from cnnsweep.config import config_to_dict
 from cnnsweep.export.errors import ExportError
@@ -88,35 +89,47 @@ def split_accuracy(session, lm: LoadedModel, split) -> float:
     return correct / max(1, len(split.images))
 
 
-def _quantize_and_compare(lm, fp32_path: Path, dataset, num_calibration: int) -> dict[str, Any]:
-    out = fp32_path.with_name(f"{fp32_path.stem}_int8.onnx")
+def _quantize_and_compare(lm, fp32_path: Path, int8_path: Path, dataset, num_calibration: int) -> dict[str, Any]:
     calib = normalized(lm, _calibration_subset(dataset.train.images, num_calibration))
-    quantize_int8(fp32_path, out, calib)
+    quantize_int8(fp32_path, int8_path, calib)
     acc32 = split_accuracy(create_session(fp32_path), lm, dataset.valid)
-    acc8 = split_accuracy(create_session(out), lm, dataset.valid)
-    return {"onnx": str(out), "size_bytes": out.stat().st_size, "val_acc_fp32": acc32, "val_acc_int8": acc8,
-            "accuracy_drop_points": round(100 * (acc32 - acc8), 3), "num_val": len(dataset.valid.images),
-            "num_calibration": len(calib)}
+    acc8 = split_accuracy(create_session(int8_path), lm, dataset.valid)
+    return {"onnx": str(int8_path), "size_bytes": int8_path.stat().st_size, "val_acc_fp32": acc32,
+            "val_acc_int8": acc8, "accuracy_drop_points": round(100 * (acc32 - acc8), 3),
+            "num_val": len(dataset.valid.images), "num_calibration": len(calib)}
+
+
+def int8_path(fp32_path: str | Path) -> Path:
+    """Where `--int8` puts the quantized model: model.onnx -> model_int8.onnx."""
+    p = Path(fp32_path)
+    return p.with_name(f"{p.stem}_int8.onnx")
 
 
 def export_checkpoint(checkpoint: str | Path, output: str | Path, *, int8: bool = False,
                       data_root: Optional[str] = None, atol: float = ATOL,
                       num_calibration: int = NUM_CALIBRATION) -> ExportReport:
-    """Export one checkpoint; raises ExportError (and deletes the file) when ORT does not match PyTorch."""
+    """Export one checkpoint; raises ExportError when ORT does not match PyTorch.
+
+    The new file is written and verified under a temp name beside `output` and only then replaces it
+    (and the int8 model beside it): a failed re-export leaves the previous, verified pair in place.
+    """
     start = time.perf_counter()
     lm = load_model_from_checkpoint(checkpoint)
     dataset = load_export_data(lm, data_root)
-    path = export_onnx(lm.model, build_info(lm), output)
-    valid = dataset.valid.images[:sum(BATCH_SIZES)]
-    verification = verify_session(create_session(path), lm.model, normalized(lm, valid), atol=atol)
-    report = ExportReport(str(lm.path), str(path), path.stat().st_size, verification.to_dict(),
-                          lm.metrics.get(M.VAL_ACC), notes=list(dataset.notes))
-    if not verification.ok:
-        path.unlink(missing_ok=True)  # a model that does not reproduce must not be served by accident
-        report.seconds = time.perf_counter() - start
-        raise ExportError(verification.failure_message(), report)
-    if int8:
-        report.int8 = _quantize_and_compare(lm, path, dataset, num_calibration)
+    out = Path(output)
+    with atomic_path(out) as staged:
+        export_onnx(lm.model, build_info(lm), staged)
+        valid = dataset.valid.images[:sum(BATCH_SIZES)]
+        verification = verify_session(create_session(staged), lm.model, normalized(lm, valid), atol=atol)
+        report = ExportReport(str(lm.path), str(out), staged.stat().st_size, verification.to_dict(),
+                              lm.metrics.get(M.VAL_ACC), notes=list(dataset.notes))
+        if not verification.ok:  # a model that does not reproduce must not be served by accident
+            report.seconds = time.perf_counter() - start
+            raise ExportError(verification.failure_message(), report)
+        if int8:
+            with atomic_path(int8_path(out)) as staged8:
+                report.int8 = _quantize_and_compare(lm, staged, staged8, dataset, num_calibration)
+            report.int8["onnx"] = str(int8_path(out))
     report.seconds = time.perf_counter() - start
     return report
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cnnsweep.checkpoint import load_model_from_checkpoint
 from cnnsweep.data import load_dataset
-from cnnsweep.export import create_session, read_metadata, run_logits
+from cnnsweep.export import ExportError, create_session, read_metadata, run_logits
 from cnnsweep.export.ensemble import EnsembleError, Luma, MemberBranch, Ensemble, plan_shared
 from cnnsweep.export.ensemble_export import export_ensemble, shared_input, softmax, verify_ensemble
 from cnnsweep.export.onnx_export import export_onnx
@@ -160,3 +160,13 @@ def test_cli_export_ensemble_json_and_bad_input(tiny_gtsrb_sweep, tmp_path):
     assert res.exit_code == 2 and "--ensemble needs --top K" in res.output
     res = runner.invoke(app, ["export", str(tmp_path), "--top", "2", "--ensemble"])
     assert res.exit_code == 2 and res.output.count("\n") == 1 and "Traceback" not in res.output
+
+
+@pytest_slow
+def test_failed_ensemble_re_export_keeps_the_previous_file_and_leaves_no_temp(tiny_gtsrb_sweep, tmp_path):
+    target = tmp_path / "ensemble.onnx"
+    target.write_bytes(b"the previous, verified ensemble")
+    with pytest.raises(ExportError, match="does not reproduce"):
+        export_ensemble(tiny_gtsrb_sweep, target, top=2, atol=-1.0)  # no export can pass this check
+    assert target.read_bytes() == b"the previous, verified ensemble"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ensemble.onnx"]

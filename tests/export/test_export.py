@@ -114,6 +114,30 @@ def test_export_fails_and_removes_file_when_model_mismatches(checkpoint, tmp_pat
     assert err.value.report is not None and not err.value.report.ok
 
 
+def test_failed_re_export_keeps_the_verified_file_and_leaves_no_temp(checkpoint, tmp_path):
+    export_checkpoint(checkpoint, tmp_path / "m.onnx")
+    good = (tmp_path / "m.onnx").read_bytes()
+    with pytest.raises(ExportError, match="does not reproduce"):
+        export_checkpoint(checkpoint, tmp_path / "m.onnx", atol=-1.0)  # no export can pass this check
+    assert (tmp_path / "m.onnx").read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_failed_int8_step_keeps_the_previous_pair(checkpoint, tmp_path, monkeypatch):
+    (tmp_path / "m.onnx").write_bytes(b"previous fp32")  # stand-ins for an earlier export's pair
+    (tmp_path / "m_int8.onnx").write_bytes(b"previous int8")
+
+    def broken_quantizer(*args, **kwargs):
+        raise ExportError("int8: the quantizer failed")
+
+    monkeypatch.setattr(pipeline, "quantize_int8", broken_quantizer)
+    with pytest.raises(ExportError, match="quantizer failed"):
+        export_checkpoint(checkpoint, tmp_path / "m.onnx", int8=True)
+    assert (tmp_path / "m.onnx").read_bytes() == b"previous fp32"  # not a new fp32 beside the old int8
+    assert (tmp_path / "m_int8.onnx").read_bytes() == b"previous int8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m_int8.onnx"]
+
+
 def test_int8_is_quantized_and_reports_accuracy(exported):
     q = exported.int8
     proto = onnx.load(q["onnx"])
