@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from cnnsweep.serving.proxy_errors import JsonErrorBodies, proxy_middlewares
+from cnnsweep.serving.proxy_errors import JsonErrorBodies, StripServeHints, proxy_middlewares
 
 
 def _client() -> TestClient:
@@ -48,4 +48,18 @@ def test_other_answers_pass_through():
 
 
 def test_the_proxy_callback_returns_starlette_middlewares():
-    assert [m.cls for m in proxy_middlewares()] == [JsonErrorBodies]
+    assert [m.cls for m in proxy_middlewares()] == [StripServeHints, JsonErrorBodies]
+
+
+def test_a_client_cannot_lift_the_proxys_deadline_with_serve_hint_headers():
+    """Ray 2.60's proxy (and direct-ingress replica) reads `x-request-timeout-seconds` from the request:
+    0 turns its whole-request deadline off, 1e9 makes it 30 years. Only a trusted balancer may set it."""
+    async def echo(request):
+        return JSONResponse(sorted(request.headers.keys()))
+
+    app = Starlette(routes=[Route("/echo", echo)], middleware=proxy_middlewares())
+    sent = {"x-request-timeout-seconds": "0", "X-Request-Disconnect-Disabled": "?1", "x-request-id": "abc",
+            "content-type": "application/json"}
+    seen = TestClient(app).get("/echo", headers=sent).json()
+    assert "x-request-timeout-seconds" not in seen and "x-request-disconnect-disabled" not in seen
+    assert {"x-request-id", "content-type"} <= set(seen)
