@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from cnnsweep.cli.app import USAGE_EXIT, app, err, friendly_errors, out, print_json
+from cnnsweep.cli.app import USAGE_EXIT, app, err, friendly_errors, out, print_json, styled
 
 
 def _print_summary(m: dict) -> None:
@@ -40,7 +40,8 @@ def analyze_cmd(
     from cnnsweep.analysis import AnalysisError
 
     kwargs = dict(split=split, data_root=data_root, top=top, output=output)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+    # markup off: the progress lines name trials and models, which come from files
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(), console=err,
                   transient=True) as progress:
         task = progress.add_task("analyze")
 
@@ -57,7 +58,7 @@ def analyze_cmd(
 
                 m = analyze_target(target, progress=say, **kwargs)
         except AnalysisError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(styled("error:", "bold red", e), highlight=False, soft_wrap=True)
             raise typer.Exit(USAGE_EXIT) from None
     if json_out:
         print_json({"output": m["output"], "report": f"{m['output']}/report.html", "split": m["split"],

@@ -9,11 +9,33 @@ from typing import Any, Callable
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+from cnnsweep.safe_text import printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find, train, explain and serve CNN image classifiers on Ray.")
-out = Console()  # results
-err = Console(stderr=True)  # progress and messages, so stdout stays machine-readable with --json
+
+
+class PlainConsole(Console):
+    """A console whose strings are text, never markup: paths, ids and class names come from files, and a
+    `[/]` or `[link=...]` in one must print as it is (or it raises, or restyles the line). Undecodable bytes
+    of a file name print escaped instead of failing the terminal's encoding. Styles: `styled`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(markup=False, **kwargs)
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+def styled(label: str, style: str, message: Any = "") -> Text:
+    """`label` in `style`, then `message` as plain text (e.g. a red "error:" and the error)."""
+    return Text.assemble((label, style), " " if message != "" else "", printable(str(message)))
+
+
+out = PlainConsole()  # results
+err = PlainConsole(stderr=True)  # progress and messages, so stdout stays machine-readable with --json
 
 USAGE_EXIT = 2  # bad input: config, data, checkpoint or argument problems
 
@@ -37,7 +59,7 @@ def friendly_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except user_errors() as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            err.print(styled("error:", "bold red", e), highlight=False, soft_wrap=True)
             raise typer.Exit(USAGE_EXIT) from None
 
     return wrapper

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cnnsweep.cli.app import USAGE_EXIT, app, err, friendly_errors, out, print_json
+from cnnsweep.cli.app import USAGE_EXIT, app, err, friendly_errors, out, print_json, styled
 
 EXPORT_FAILED_EXIT = 1  # the export ran but did not reproduce PyTorch (bad input exits 2)
 
@@ -55,8 +55,8 @@ def export_cmd(
     from cnnsweep.export.ensemble_export import export_ensemble
 
     if ensemble and (top is None or int8):
-        err.print("[bold red]error:[/] --ensemble needs --top K (the K best trials of a sweep) and cannot be "
-                  "combined with --int8", highlight=False)
+        err.print(styled("error:", "bold red", "--ensemble needs --top K (the K best trials of a sweep) and cannot "
+                         "be combined with --int8"), highlight=False)
         raise typer.Exit(USAGE_EXIT)
     try:
         if ensemble:
@@ -64,7 +64,7 @@ def export_cmd(
         else:
             reports = [r.to_dict() for r in export_path(source, output, top=top, int8=int8, data_root=data_root)]
     except ExportError as e:
-        err.print(f"[bold red]export failed:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(styled("export failed:", "bold red", e), highlight=False, soft_wrap=True)
         if json_out:
             print_json({"ok": False, "error": str(e), "report": e.report.to_dict() if e.report else None})
         raise typer.Exit(EXPORT_FAILED_EXIT) from None

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from cnnsweep.cli.app import app, err, friendly_errors, out, print_json
+from cnnsweep.cli.app import app, err, friendly_errors, out, print_json, styled
 
 EXPORT_FAILED_EXIT = 1  # an on-the-fly export did not reproduce PyTorch (as `cnnsweep export`)
 
@@ -38,7 +38,7 @@ def predict_cmd(
         try:
             onnx_path, exported_from = resolve_model(model, tmp)
         except ExportError as e:
-            err.print(f"[bold red]export failed:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(styled("export failed:", "bold red", e), highlight=False, soft_wrap=True)
             raise typer.Exit(EXPORT_FAILED_EXIT) from None
         if address:
             from cnnsweep.distributed.predict import predict_on_ray
@@ -61,5 +61,5 @@ def _report(s: dict, json_out: bool) -> None:
     out.print(f"wrote {s['num_images']} predictions to {s['output']} in {s['seconds']:.1f} s{acc}", highlight=False)
     if s["num_skipped"]:
         first = s["skipped"][0]
-        err.print(f"[yellow]skipped {s['num_skipped']} bad image(s)[/], first: {first['id']}: {first['error']}",
+        err.print(styled(f"skipped {s['num_skipped']} bad image(s)", "yellow", f"first: {first['id']}: {first['error']}"),
                   highlight=False, soft_wrap=True)

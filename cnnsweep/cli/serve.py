@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from cnnsweep.cli.app import USAGE_EXIT, app, err, friendly_errors
+from cnnsweep.cli.app import USAGE_EXIT, app, err, friendly_errors, styled
 
 
 def _specs(models: List[str], names: Optional[List[str]]) -> list[dict]:
@@ -23,7 +23,7 @@ def _shown(host: str) -> str:
 
 def _ready_message(url: str, names: list[str], port: int, direct_ingress: bool, grpc: Optional[str],
                    fast: Optional[str] = None) -> None:
-    err.print(f"[bold green]serving[/] {', '.join(names)} at {url}  (Ctrl-C to stop)", highlight=False)
+    err.print(styled("serving", "bold green", f"{', '.join(names)} at {url}  (Ctrl-C to stop)"), highlight=False)
     if fast:  # the same API, answered by the replicas themselves (one port shared by a node's replicas)
         err.print(f"  fast HTTP front (every replica, no proxy) at {fast}", highlight=False)
     if direct_ingress:  # each replica on its own port; clients spread their requests over them
@@ -99,5 +99,5 @@ def serve_cmd(
                       host=host, port=port, address=address, request_timeout_s=request_timeout_s,
                       direct_ingress=direct_ingress, grpc_port=grpc_port)
     except ServeConfigError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err.print(styled("error:", "bold red", e), highlight=False, soft_wrap=True)
         raise typer.Exit(USAGE_EXIT) from None

@@ -43,7 +43,9 @@ def train_cmd(
     cfg = load_config(config, set_ or [])
     if resume and not output:
         raise ConfigError("--resume needs --output: the folder of the run to continue")
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[line]}"),
+    # markup off: the run's name comes from its config file
+    with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                  TextColumn("{task.fields[line]}", markup=False),
                   TimeElapsedColumn(), console=err, transient=json_out) as progress:
         task = progress.add_task(cfg.name, total=cfg.train.epochs, line="starting Ray Train...")
 

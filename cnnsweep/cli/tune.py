@@ -9,6 +9,7 @@ from typing import Any, List, Optional
 import typer
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from cnnsweep import metrics as M
 from cnnsweep.cli.app import app, err, friendly_errors, out, print_json
@@ -36,7 +37,7 @@ def trials_table(rows: list[dict[str, Any]], metric: str, epochs: int) -> Table:
         table.add_column(col, overflow="fold")
     for r in rows[-MAX_LIVE_ROWS:]:
         style = STATUS_STYLE.get(r["status"], "")
-        table.add_row(r["trial_id"], f"[{style}]{r['status']}[/]" if style else r["status"],
+        table.add_row(r["trial_id"], Text(r["status"], style=style),
                       f"{r['epochs']}/{epochs}", _fmt(r["last"]), _fmt(r["best"]),
                       _params_text(r["params"], r["label"]))
     return table
