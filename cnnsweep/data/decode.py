@@ -85,6 +85,7 @@ def open_image(source: bytes | BinaryIO, *, max_pixels: int, formats: Sequence[s
     """Read the header only, with only the `formats` decoders, and check the declared size; pixels are
     decoded by `load_image`. Bad input raises DataError (ImageTooLarge for the size)."""
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)  # Pillow's own limit counts too
     try:
         # Pillow warns over MAX_IMAGE_PIXELS (89M) and raises over twice that: both become ImageTooLarge.
         # catch_warnings is process-wide; should threads race on it, the size check below still refuses.
@@ -92,13 +93,12 @@ def open_image(source: bytes | BinaryIO, *, max_pixels: int, formats: Sequence[s
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp, formats=list(formats))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageTooLarge(f"image is too large to decode ({err}); the limit is {max_pixels:,} pixels") from None
+        raise ImageTooLarge(f"image is too large to decode ({err}); the limit is {limit:,} pixels") from None
     except UnidentifiedImageError:
         raise DataError(f"not a {', '.join(formats)} image ({_describe(source)})") from None
     except _CORRUPT as err:
         raise DataError(f"image header is corrupt: {err}") from None
     w, h = img.size  # Python ints: no overflow
-    limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
     if w * h > limit:
         raise ImageTooLarge(f"image is {w}x{h} = {w * h:,} pixels; the limit is {limit:,}")
     return img
@@ -147,7 +147,14 @@ def most_common_side(sizes: Sequence[tuple[int, int]]) -> int:
 
 def load_rgb(path: Path, side: int, root: Path) -> np.ndarray:
     """One file of the data root -> side x side x 3 uint8 (grayscale/palette/alpha converted to RGB)."""
-    return _read_file(path, root, lambda img: resize_rgb(load_image(img).convert("RGB"), side))
+    return _read_file(path, root, lambda img: resize_rgb(_to_rgb(load_image(img)), side))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    try:
+        return img.convert("RGB")
+    except ValueError as err:  # a pixel mode Pillow cannot convert
+        raise DataError(f"image mode {img.mode} cannot be converted to RGB: {err}") from None
 
 
 def resize_rgb(im: Image.Image, side: int) -> np.ndarray:
