@@ -85,6 +85,22 @@ class LoadedModel:
     path: Path
 
 
+def _class_names(state: dict[str, Any], f: Path) -> list[str]:
+    """The checkpoint's class names, held to the rules of a dataset's (count, length, printable), and
+    as many as the model has outputs."""
+    from cnnsweep.data import DataError
+    from cnnsweep.data.dataset import checked_class_names
+
+    try:
+        names = checked_class_names(list(state["class_names"]), f)
+        outputs = int(state["model_args"]["num_classes"])
+    except (DataError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{f}: bad class names or model_args ({err})") from None
+    if outputs != len(names):
+        raise CheckpointError(f"{f}: {len(names)} class names but {outputs} outputs in model_args")
+    return names
+
+
 def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the trained model (and its preprocessing) from a checkpoint, ready for inference."""
     from cnnsweep.config import validate_config
@@ -93,6 +109,7 @@ def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "c
 
     f = find_checkpoint_file(path)
     state = load_checkpoint(f, map_location=device)
+    class_names = _class_names(state, f)  # before the model is sized from the file
     cfg = validate_config(state["config"])
     preprocess = Preprocess.from_dict(state["preprocess"])
     args = state["model_args"]
@@ -100,4 +117,4 @@ def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "c
     model = build_model(model_cfg, args["num_classes"], args["in_channels"], args["image_size"])
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    return LoadedModel(model, preprocess, list(state["class_names"]), cfg, dict(state.get("metrics", {})), f)
+    return LoadedModel(model, preprocess, class_names, cfg, dict(state.get("metrics", {})), f)

@@ -1,0 +1,18 @@
+"""A checkpoint's class names are checked like a dataset's before the model is built."""
+
+from __future__ import annotations
+
+import pytest
+
+import cnnsweep.checkpoint as ckpt
+from cnnsweep.checkpoint import CheckpointError, load_model_from_checkpoint
+
+
+@pytest.mark.parametrize("names, match", [(["x" * 201], "longer than 200"), ([str(i) for i in range(10_001)],
+                                          "at most 10000"), (["a", "b"], "2 class names but 3 outputs")])
+def test_bad_class_names_are_checkpoint_errors(monkeypatch, tmp_path, names, match):
+    state = {"class_names": names, "model_args": {"num_classes": 3}, "config": {}, "preprocess": {}}
+    monkeypatch.setattr(ckpt, "find_checkpoint_file", lambda p: tmp_path / "model.pt")
+    monkeypatch.setattr(ckpt, "load_checkpoint", lambda f, map_location=None: state)
+    with pytest.raises(CheckpointError, match=match):
+        load_model_from_checkpoint(tmp_path)
