@@ -4,7 +4,7 @@ every answer of the app itself, and a client cannot lift its `request_timeout_s`
 per-request hint headers.
 
 Installed by `cnnsweep serve` through `http_options.middlewares`; for `serve run` / KubeRay set
-RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=cnnsweep.serving.proxy_errors:proxy_middlewares on the
+RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=cnnsweep.distributed.serve.proxy_setup:proxy_middlewares on the
 nodes. No Ray import: it only sees ASGI messages.
 """
 

@@ -93,7 +93,8 @@ def cluster():
     # One temp dir per node, as on separate machines (sharing one, the second node's runtime-env
     # agent deletes the job's working_dir files under the head's feet). Short: Ray's sockets live there.
     temp_dirs = [tempfile.mkdtemp(prefix="rc", dir="/tmp") for _ in range(2)]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # not the test session's own instance: its state API address (cnnsweep.distributed.cluster) stays there
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
             "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"}
     gcs_port, dash_port, client_port = _free_ports(3)

@@ -5,7 +5,6 @@ run's workers, and it listens where docs/design.md says."""
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +18,19 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 LATEST_SESSION = "/tmp/ray/session_latest"  # Ray's default temp dir: the newest instance's session folder
+CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # what `ray.init()` / `serve run` connect to
+
+
+@pytest.fixture
+def current_cluster_restored():
+    """`ray start` records itself as the machine's current cluster; put back what was there, so that later
+    commands (`serve run`, `ray.init()`) do not try to join the instance this test stopped."""
+    before = CURRENT_CLUSTER.read_bytes() if CURRENT_CLUSTER.is_file() else None
+    yield
+    if before is None:
+        CURRENT_CLUSTER.unlink(missing_ok=True)
+    else:
+        CURRENT_CLUSTER.write_bytes(before)
 
 
 def _train_until(folder: str) -> None:
@@ -33,12 +45,13 @@ def _train_until(folder: str) -> None:
 
 
 def _start_other_instance(tmp_path: Path) -> tuple[subprocess.Popen, str]:
-    """`ray start --head` with a dashboard, in Ray's default temp dir: it becomes the machine's newest
-    cluster, which Ray's state API falls back to when nothing says otherwise."""
+    """`ray start --head` with a dashboard, in Ray's default temp dir and with the user's own token
+    (~/.ray/auth_token), as from another shell: it becomes the machine's newest cluster, which Ray's
+    state API falls back to when nothing says otherwise, and it accepts this user's calls."""
     from cnnsweep.distributed.cluster import free_loopback_port
 
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
-    env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
     gcs, dash = free_loopback_port(), free_loopback_port()
     proc = subprocess.Popen([str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=1",
                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats",
@@ -78,7 +91,8 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     pytest.fail(f"the other Ray instance's dashboard never answered at {url}")
 
 
-def test_a_training_keeps_its_workers_while_another_ray_instance_starts(ray_session, tmp_path):
+def test_a_training_keeps_its_workers_while_another_ray_instance_starts(ray_session, current_cluster_restored,
+                                                                       tmp_path):
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

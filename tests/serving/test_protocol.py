@@ -162,6 +162,5 @@ def test_shipped_serve_configs_are_valid_settings():
     service = yaml.safe_load(next(yaml.safe_load_all((repo / "serve" / "rayservice.yaml").read_text()))["spec"]["serveConfigV2"])
     for config in (local, service):
         [application] = config["applications"]
-        assert application["import_path"] == "cnnsweep.serving:build_app"
         assert build_settings(application["args"]).models[0].served_name == "model"
     assert local["http_options"]["host"] == "127.0.0.1"

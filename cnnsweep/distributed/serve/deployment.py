@@ -135,6 +135,6 @@ def build_deployment(settings: ServeSettings):
 
 
 def build_app(args: dict[str, Any] | ServeSettings):
-    """Ray Serve application builder: `import_path: cnnsweep.serving:build_app` with `args` = ServeSettings."""
+    """Ray Serve application builder: `import_path: cnnsweep.distributed.serve:build_app` with `args` = ServeSettings."""
     settings = build_settings(args)
     return build_deployment(settings).bind(settings.model_dump())
