@@ -25,6 +25,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm")  # wh
 SPLITS = ("train", "valid", "test")
 MAX_FILE_BYTES = 128 << 20  # one encoded image file, bytes: a 4096 x 4096 16-bit RGB PPM is 96 MiB
 MAX_CHUNK_BYTES = 256 << 20  # encoded bytes in one chunk (what one Ray task carries), bytes
+MAX_LIST_BYTES = 16 << 20  # one .txt list, bytes: about 200,000 paths of 80 characters
+MAX_LIST_ENTRIES = 1_000_000  # paths in one .txt list: each becomes a Path object (~200 bytes) up front
 
 
 @dataclass
@@ -136,9 +138,42 @@ def _folder_files(folder: Path) -> list[tuple[str, Path]]:
     return pairs
 
 
+def _read_list(path: Path) -> str:
+    """The text of a .txt list: a regular file of at most MAX_LIST_BYTES of UTF-8 (a BOM is skipped)."""
+    too_big = f"{path}: larger than the {MAX_LIST_BYTES:,}-byte limit for a .txt list"
+    try:
+        with open_file(path) as f:
+            if os.fstat(f.fileno()).st_size > MAX_LIST_BYTES:
+                raise PredictError(too_big)
+            data = f.read(MAX_LIST_BYTES + 1)  # not the declared size: a file can grow while read
+    except DataError as err:
+        raise PredictError(f"{path}: {err}") from None
+    except OSError as err:
+        raise PredictError(f"{path}: cannot read ({err.strerror})") from None
+    if len(data) > MAX_LIST_BYTES:
+        raise PredictError(too_big)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise PredictError(f"{path} line {line}: not UTF-8 text (byte {data[err.start:err.start + 1]!r} "
+                           f"at offset {err.start}); save the list as UTF-8") from None
+
+
 def _list_file(path: Path) -> list[Path]:
-    lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
-    return [(path.parent / ln) if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln]
+    """One image path per line, relative to the list's folder; `#` starts a comment. Lines are split on
+    \\n only (\\r is stripped), so the line numbers in errors are the ones an editor shows."""
+    out = []
+    for number, line in enumerate(_read_list(path).split("\n"), 1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if not entry.isprintable():  # control characters would reach the terminal in later messages
+            raise PredictError(f"{path} line {number}: {ascii(entry)} is not a printable path")
+        if len(out) == MAX_LIST_ENTRIES:
+            raise PredictError(f"{path} line {number}: more than {MAX_LIST_ENTRIES:,} paths in one list")
+        out.append(Path(entry) if Path(entry).is_absolute() else path.parent / entry)
+    return out
 
 
 def _expand(spec: str) -> list[tuple[str, Path]]:

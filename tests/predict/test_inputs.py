@@ -110,3 +110,44 @@ def test_chunks_are_bounded_in_bytes_and_an_oversized_file_is_a_read_error(tmp_p
     assert [c.ids for c in chunks] == [["0.png", "1.png"], ["2.png", "3.png", "4.png"]]
     assert [sum(map(len, c.encoded)) for c in chunks] == [200, 200]
     assert chunks[1].read_errors == {1: "larger than the 200-byte limit for one image file"}
+
+
+# ---------------------------------------------------------------------------- .txt lists are untrusted files
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"a.png\nsub/\xff\xfe.png\n", r"list\.txt line 2: not UTF-8 text"),
+    (b"a.png\n\n# c\nb\x1b[31m.png\n", r"list\.txt line 4: .*not a printable path"),
+])
+def test_a_bad_list_file_is_one_clear_line_naming_the_line(tmp_path, content, words):
+    _write_pngs(tmp_path)
+    (tmp_path / "list.txt").write_bytes(content)
+    with pytest.raises(PredictError, match=words) as info:
+        resolve_inputs([str(tmp_path / "list.txt")])
+    assert "\n" not in str(info.value)
+
+
+def test_a_list_with_a_bom_and_crlf_line_ends_is_read(tmp_path):
+    paths = _write_pngs(tmp_path)
+    (tmp_path / "list.txt").write_bytes(b"\xef\xbb\xbfa.png\r\nsub/b.PNG\r\n")
+    assert resolve_inputs([str(tmp_path / "list.txt")]).ids == [str(paths[0]), str(paths[1])]
+
+
+def test_a_list_file_over_the_size_limit_is_not_read(tmp_path):
+    from cnnsweep.predict import inputs as inputs_module
+
+    big = tmp_path / "big.txt"
+    with big.open("wb") as f:
+        f.truncate(inputs_module.MAX_LIST_BYTES + 1)  # sparse: no disk used, and never read
+    with pytest.raises(PredictError, match=r"big\.txt: larger than the 16,777,216-byte limit for a \.txt list"):
+        resolve_inputs([str(big)])
+
+
+def test_a_list_over_the_entry_limit_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    from cnnsweep.predict import inputs as inputs_module
+
+    monkeypatch.setattr(inputs_module, "MAX_LIST_ENTRIES", 2)
+    _write_pngs(tmp_path)
+    (tmp_path / "list.txt").write_text("a.png\nsub/b.PNG\nc.jpg\n")
+    with pytest.raises(PredictError, match=r"list\.txt line 3: more than 2 paths in one list"):
+        resolve_inputs([str(tmp_path / "list.txt")])
