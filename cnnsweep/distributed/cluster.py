@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from pathlib import Path
 from typing import Optional
 
 import ray
@@ -39,7 +40,23 @@ def start_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, 
     if address is None:  # "local": a new instance, never a `ray start` cluster found via /tmp/ray
         kwargs.update(_private_instance_options(num_cpus))
     ray.init(**kwargs)  # Ray
+    if address is None:
+        restrict_token_file()
     return ray.cluster_resources()
+
+
+# Where Ray keeps the token it generates for the clusters it starts (Ray 2.60); it writes it readable by
+# every local user, who could then call this user's clusters.
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+
+
+def restrict_token_file(path: Path = TOKEN_FILE) -> None:
+    """Make Ray's token file readable by its owner only (the processes that need it run as that user)."""
+    try:
+        if path.is_file() and not path.is_symlink() and path.stat().st_uid == os.getuid():
+            path.chmod(path.stat().st_mode & 0o700)
+    except OSError:  # a read-only home: the token stays as Ray wrote it
+        pass
 
 
 def _private_instance_options(num_cpus: Optional[int]) -> dict:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 LATEST_SESSION = "/tmp/ray/session_latest"  # Ray's default temp dir: the newest instance's session folder
@@ -91,6 +90,8 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     pytest.fail(f"the other Ray instance's dashboard never answered at {url}")
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_a_training_keeps_its_workers_while_another_ray_instance_starts(ray_session, current_cluster_restored,
                                                                        tmp_path):
     from ray.train import RunConfig, ScalingConfig
@@ -125,3 +126,20 @@ def _fit(trainer) -> dict:
         return {"error": result.error, "metrics": result.metrics}
     except Exception as err:  # noqa: BLE001 - the test reports it
         return {"error": repr(err), "metrics": {}}
+
+
+def test_the_token_file_becomes_readable_by_its_owner_only(tmp_path):
+    from cnnsweep.distributed.cluster import restrict_token_file
+
+    token = tmp_path / "auth_token"
+    token.write_text("secret")
+    token.chmod(0o644)  # as Ray 2.60 writes it
+    restrict_token_file(token)
+    assert token.stat().st_mode & 0o777 == 0o600
+    target = tmp_path / "elsewhere"
+    target.write_text("x")
+    target.chmod(0o644)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    restrict_token_file(link)  # a link is not followed: it may point at anything
+    assert target.stat().st_mode & 0o777 == 0o644
