@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import cache_dirs, fingerprint, load_cached, save_cached
+from .cache import Expected, cache_dirs, fingerprint, load_cached, save_cached
 from .dataset import ImageDataset, ImageSplit
 from .decode import decode_parallel, resize_rgb
 from .errors import DataError
@@ -61,7 +61,8 @@ def _decode_cached(root: Path, datasets: dict, side: int, cache_dir: str | None)
     files = sorted(p for p in (root / "gtsrb").rglob("*") if p.suffix in (".ppm", ".csv"))
     key = fingerprint(root, files, format="gtsrb", side=side, splits=sorted(datasets))
     dirs, name = cache_dirs(root, cache_dir), f"gtsrb-{key}.npz"
-    arrays = load_cached(dirs, name)
+    expected = Expected({s: len(ds) for s, ds in datasets.items()}, len(GTSRB_CLASS_NAMES), side, (3,))
+    arrays = load_cached(dirs, name, expected)
     if arrays is None:
         arrays = {}
         for split, ds in datasets.items():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cache import cache_dirs, fingerprint, load_cached, save_cached
+from .cache import Expected, cache_dirs, fingerprint, load_cached, save_cached
 from .dataset import ImageDataset, ImageSplit, check_num_classes
 from .decode import IMAGE_EXTENSIONS, decode_parallel, load_rgb, most_common_side, read_sizes, squeeze_gray
 from .errors import DataError
@@ -127,7 +127,8 @@ def _decode_cached(root: Path, layout: FolderLayout, image_size: int | None,
     key = fingerprint(root, all_files, format="image_folder", image_size=image_size,
                       classes=layout.class_names, splits=sorted(layout.files))
     dirs, name = cache_dirs(root, cache_dir), f"image_folder-{key}.npz"
-    arrays = load_cached(dirs, name)
+    expected = Expected({s: len(fs) for s, fs in layout.files.items()}, len(layout.class_names), image_size)
+    arrays = load_cached(dirs, name, expected)
     if arrays is not None:
         log.info("loaded %d decoded images from cache %s", len(all_files), name)
         return arrays
