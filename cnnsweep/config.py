@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from cnnsweep.registry import BALANCE_METHODS, DATASETS, MODELS, POOLINGS, Registry
+from cnnsweep.registry import BALANCE_METHODS, DATASETS, POOLINGS, Registry, match_name
 
 
 class ConfigError(ValueError):
@@ -34,26 +34,40 @@ def _registered(registry: Registry) -> Any:
 
     return classmethod(check)
 
+# Bounds on sizes that allocate (a config, checkpoint or .onnx file carries them, and every preprocessing
+# call resizes to them): 4096 px is the decoded-image limit of `predict` too; 64 CLAHE tiles per side is
+# 8x OpenCV's default (kornia keeps a 256-bin histogram per tile).
+MAX_IMAGE_SIDE = 4096
+MAX_CLAHE_GRID = 64
+
 
 class DataConfig(Section):
     """Where the images come from and the deterministic preprocessing applied to them."""
 
-    name: str = "digits"  # a registered dataset format (cnnsweep.registry.DATASETS)
-    root: Optional[str] = None  # dataset folder; None only for the embedded digits
-    download: bool = False  # only `gtsrb` (torchvision) can download, and only when asked
-    val_fraction: float = Field(0.15, gt=0, lt=1)  # held out (stratified) when there is no valid split
-    max_train_samples: Optional[int] = Field(None, gt=0)  # stratified subset, for quick runs
-    max_val_samples: Optional[int] = Field(None, gt=0)
-    cache_dir: Optional[str] = None  # decoded .npz cache for image folders; None = <root>/.cnnsweep_cache
+    name: str = Field("digits", description="dataset format, a registered name: "
+                      + ", ".join(DATASETS.names()))
+    root: Optional[str] = Field(None, description="dataset folder; null only for the embedded digits")
+    download: bool = Field(False, description="download the dataset if missing (only gtsrb, via torchvision)")
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="fraction of the training images held out "
+                                "(stratified) when the dataset has no validation split")
+    max_train_samples: Optional[int] = Field(None, gt=0, description="stratified subset of the training "
+                                             "split, images (for quick runs); null = all")
+    max_val_samples: Optional[int] = Field(None, gt=0, description="stratified subset of the validation "
+                                           "split, images; null = all")
+    cache_dir: Optional[str] = Field(None, description="folder of the decoded .npz cache of image folders; "
+                                     "null = <root>/.cnnsweep_cache")
     # preprocessing: identical in training, export and serving
-    image_size: Optional[int] = Field(None, gt=0)  # square side in px after resize; None = native
-    grayscale: bool = False
-    equalize: Literal["none", "global", "clahe"] = "none"  # histogram equalization
-    clahe_clip: float = Field(2.0, gt=0)  # CLAHE clip limit (OpenCV units)
-    clahe_grid: int = Field(8, gt=0)  # CLAHE tiles per side
-    normalize: bool = True  # per-channel mean/std measured on the training split
-    # class balancing
-    balance: str = "none"  # a registered method (cnnsweep.registry.BALANCE_METHODS; see data/balance.py)
+    image_size: Optional[int] = Field(None, gt=0, le=MAX_IMAGE_SIDE, description="square side after resize, "
+                                      "px; null = the images' native size")
+    grayscale: bool = Field(False, description="convert to 1 channel (BT.601 luma)")
+    equalize: Literal["none", "global", "clahe"] = Field("none", description="histogram equalization of the "
+                                                         "luma channel: none, global or clahe (adaptive)")
+    clahe_clip: float = Field(2.0, gt=0, description="CLAHE clip limit (OpenCV units)")
+    clahe_grid: int = Field(8, gt=0, le=MAX_CLAHE_GRID, description="CLAHE tiles per side")
+    normalize: bool = Field(True, description="subtract the per-channel mean and divide by the std, both "
+                            "measured on the training split")
+    balance: str = Field("none", description="class balancing, a registered method: "
+                         + ", ".join(BALANCE_METHODS.names()))
 
     _known_name = field_validator("name")(_registered(DATASETS))
     _known_balance = field_validator("balance")(_registered(BALANCE_METHODS))
@@ -62,13 +76,14 @@ class DataConfig(Section):
 class AugmentConfig(Section):
     """Per-sample random augmentation, run on whole batches on the training device."""
 
-    rotation: float = Field(0.0, ge=0, le=180)  # max |angle|, degrees
-    translate: float = Field(0.0, ge=0, le=0.5)  # max shift, fraction of the side
-    scale: float = Field(0.0, ge=0, lt=1)  # zoom in [1-scale, 1+scale]
-    brightness: float = Field(0.0, ge=0, le=1)  # factor in [1-b, 1+b]
-    contrast: float = Field(0.0, ge=0, le=1)
-    saturation: float = Field(0.0, ge=0, le=1)
-    hflip: bool = False  # off by default: a mirrored "keep left" sign means "keep right"
+    rotation: float = Field(0.0, ge=0, le=180, description="largest rotation either way, degrees")
+    translate: float = Field(0.0, ge=0, le=0.5, description="largest shift either way, fraction of the side")
+    scale: float = Field(0.0, ge=0, lt=1, description="zoom factor drawn from [1 - scale, 1 + scale]")
+    brightness: float = Field(0.0, ge=0, le=1, description="brightness factor drawn from [1 - b, 1 + b]")
+    contrast: float = Field(0.0, ge=0, le=1, description="contrast factor drawn from [1 - c, 1 + c]")
+    saturation: float = Field(0.0, ge=0, le=1, description="saturation factor drawn from [1 - s, 1 + s]")
+    # off by default: a mirrored "keep left" sign means "keep right"
+    hflip: bool = Field(False, description="random horizontal flips (p = 0.5)")
 
     @property
     def enabled(self) -> bool:
@@ -76,29 +91,42 @@ class AugmentConfig(Section):
                     self.contrast, self.saturation, self.hflip])
 
 
-class ModelConfig(Section):
-    """`cnn` (the configurable custom family) or `timm/<name>` (transfer learning)."""
+DEFAULT_MODEL = "cnn"
 
-    name: str = "cnn"
-    # custom CNN family
-    num_stages: int = Field(3, ge=1, le=6)
-    width: int = Field(32, ge=1)  # channels of stage 1; doubled each stage
-    convs_per_stage: int = Field(2, ge=1, le=6)
-    batch_norm: bool = True
-    dropout: float = Field(0.0, ge=0, lt=1)  # before the classifier (and 2d after each stage at dropout/2)
-    activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"] = "relu"
-    pooling: str = "max"  # a registered pooling (cnnsweep.registry.POOLINGS: max, avg, strided, none)
-    head: Literal["gap", "flatten"] = "gap"
-    head_hidden: int = Field(0, ge=0)  # units of a hidden FC layer (+ act + dropout) in the head; 0 = none
-    stage_dropout: Optional[float] = Field(None, ge=0, lt=1)  # Dropout2d after each stage; None = dropout / 2
-    # timm transfer learning
-    pretrained: bool = False
-    weights: Optional[str] = None  # local .safetensors/.pth; else the local Hugging Face cache
-    freeze: Literal["none", "backbone", "stages"] = "none"  # backbone = all but the head
-    freeze_stages: int = Field(0, ge=0)  # with freeze=stages: the first N stages
-    # two-phase fine-tuning: the backbone is frozen for the first N epochs (only the head learns, at
-    # train.lr), then unfrozen and trained at train.lr x optim.backbone_lr_scale (engine/fit.py)
-    freeze_epochs: int = Field(0, ge=0)
+
+class ModelConfig(Section):
+    """The fields every model family has. `model.name` picks the family (MODEL_FAMILIES) and with it the
+    section class, which adds the family's own fields; `ModelConfig(**fields)` builds that class too."""
+
+    name: str = Field(DEFAULT_MODEL, description="cnn (the custom family) or timm/<architecture>")
+    pretrained: bool = Field(False, description="load pretrained backbone weights (model.weights, else the "
+                             "Hugging Face cache); the cnn family has none published")
+    weights: Optional[str] = Field(None, description="local .safetensors/.pth/checkpoint file of weights; "
+                                   "null = the family's published weights")
+    freeze: Literal["none", "backbone", "stages"] = Field("none", description="keep parameters fixed: none, "
+                                                          "backbone (all but the head) or stages (the first "
+                                                          "freeze_stages)")
+    freeze_stages: int = Field(0, ge=0, description="with freeze=stages: how many stages, from the input")
+    # two-phase fine-tuning: only the head learns (at train.lr) at first, then the backbone joins at
+    # train.lr x optim.backbone_lr_scale (engine/fit.py)
+    freeze_epochs: int = Field(0, ge=0, description="epochs with the backbone frozen before it is unfrozen; "
+                               "0 = never frozen")
+
+    def __new__(cls, *args: Any, **data: Any) -> "ModelConfig":
+        if cls is ModelConfig:  # the section class of the family that `name` picks
+            family = model_family(data.get("name", DEFAULT_MODEL))
+            if family is None:
+                raise ConfigError(f"model.name: {_unknown_model(data.get('name'))}")
+            cls = MODEL_FAMILIES[family]
+        return super().__new__(cls)
+
+    @classmethod
+    def family_fields(cls) -> tuple[str, ...]:
+        """The family's own fields: the keyword arguments its factory reads."""
+        return tuple(k for k in cls.model_fields if k not in ModelConfig.model_fields)
+
+    def family_args(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.family_fields()}
 
     @model_validator(mode="after")
     def _warmup_needs_a_trainable_backbone(self) -> "ModelConfig":
@@ -107,64 +135,133 @@ class ModelConfig(Section):
                              "backbone keeps it frozen throughout: use one of the two")
         return self
 
-    _known_name = field_validator("name")(_registered(MODELS))  # `cnn`, `timm/<name>`, or any registered
+
+class CNNModelConfig(ModelConfig):
+    """`cnn`: the configurable custom family (cnnsweep/models/cnn.py)."""
+
+    name: Literal["cnn"] = Field("cnn", description="the custom CNN family")
+    num_stages: int = Field(3, ge=1, le=6, description="stages of convs + downsampling (each halves the side)")
+    width: int = Field(32, ge=1, description="channels of stage 1; doubled each stage (capped at 512)")
+    convs_per_stage: int = Field(2, ge=1, le=6, description="3x3 convolutions per stage")
+    batch_norm: bool = Field(True, description="batch norm after each convolution")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate before the classifier (and of the "
+                           "hidden FC layer)")
+    activation: Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"] = Field(
+        "relu", description="activation after each convolution")
+    pooling: str = Field("max", description="downsampling at the end of each stage, a registered pooling: "
+                         + ", ".join(POOLINGS.names()) + " (strided: the last conv has stride 2)")
+    head: Literal["gap", "flatten"] = Field("gap", description="classifier input: gap (global average pool) "
+                                            "or flatten (every position)")
+    head_hidden: int = Field(0, ge=0, description="units of a hidden FC layer (+ activation + dropout) in "
+                             "the head; 0 = none")
+    stage_dropout: Optional[float] = Field(None, ge=0, lt=1, description="Dropout2d rate after each stage; "
+                                           "null = dropout / 2")
+
     _known_pooling = field_validator("pooling")(_registered(POOLINGS))
 
 
+class TimmModelConfig(ModelConfig):
+    """`timm/<architecture>`: any timm model, for transfer learning (cnnsweep/models/timm_models.py)."""
+
+    name: str = Field(..., pattern=r"^timm/\S+$", description="timm/ + a timm architecture name "
+                      "(timm.list_models()), e.g. timm/resnet18")
+
+
+# Model families: `model.name` picks one, by its whole name (`cnn`) or its prefix (`timm/<arch>`). A
+# family is its section class here plus a factory registered under the same key in cnnsweep.models.
+MODEL_FAMILIES: dict[str, type[ModelConfig]] = {"cnn": CNNModelConfig, "timm/": TimmModelConfig}
+
+
+def model_family(name: Any) -> Optional[str]:
+    """The MODEL_FAMILIES key that `name` picks, or None."""
+    return match_name(name, MODEL_FAMILIES)
+
+
+def _unknown_model(name: Any) -> str:
+    names = (k + "<name>" if k.endswith("/") else k for k in MODEL_FAMILIES)
+    return f"unknown model {name!r}; registered: {', '.join(names)}"
+
+
+def _family_tag(v: Any) -> Optional[str]:
+    name = v.get("name", DEFAULT_MODEL) if isinstance(v, dict) else getattr(v, "name", None)
+    return model_family(name)
+
+
+# The model section: the class of its family (a mapping without `name` is a cnn). Errors inside carry
+# the family key in their location; format_validation_error takes it out again (`_model_error`).
+ModelField = Annotated[Union[tuple(Annotated[cls, Tag(key)] for key, cls in MODEL_FAMILIES.items())],
+                       Discriminator(_family_tag, custom_error_type="model_family",
+                                     custom_error_message="unknown model family")]
+
+
 class OptimConfig(Section):
-    name: Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"] = "adamw"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0)
-    backbone_lr_scale: float = Field(0.1, gt=0, le=1)  # pretrained backbone lr = lr x this
+    """The optimizer (its learning rate is train.lr)."""
+
+    name: Literal["sgd", "nesterov", "adam", "adamw", "rmsprop"] = Field("adamw", description="optimizer")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum of sgd/nesterov/rmsprop")
+    weight_decay: float = Field(5e-4, ge=0, description="L2 penalty (decoupled for adamw)")
+    backbone_lr_scale: float = Field(0.1, gt=0, le=1, description="learning rate of a pretrained backbone, "
+                                     "as a fraction of train.lr")
 
 
 class SchedConfig(Section):
-    name: Literal["none", "cosine", "onecycle", "step"] = "cosine"
-    warmup_epochs: float = Field(0.0, ge=0)  # linear warm-up before cosine, epochs
-    step_epochs: int = Field(10, gt=0)  # step: decay every N epochs
-    gamma: float = Field(0.1, gt=0, le=1)  # step: lr multiplier per decay
+    """The learning-rate schedule over the epochs."""
+
+    name: Literal["none", "cosine", "onecycle", "step"] = Field("cosine", description="learning-rate schedule")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up before cosine decay, epochs")
+    step_epochs: int = Field(10, gt=0, description="step: epochs between decays")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: learning-rate multiplier per decay")
 
 
 class TrainConfig(Section):
-    epochs: int = Field(10, gt=0)
-    lr: float = Field(1e-3, gt=0)  # peak learning rate for the effective batch
-    batch_size: int = Field(128, gt=0)  # effective batch, summed over workers and micro-steps
-    micro_batch_size: Optional[int] = Field(None, gt=0)  # per worker per step; None = batch_size / workers
-    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"  # auto: fp16+GradScaler on CUDA, bf16 on CPU
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    grad_clip: Optional[float] = Field(None, gt=0)  # max global L2 norm
-    seed: int = 0
-    deterministic: bool = False  # torch.use_deterministic_algorithms (slower)
-    eval_batch_size: int = Field(512, gt=0)
-    checkpoint_every: int = Field(1, gt=0)  # epochs
-    num_to_keep: Optional[int] = Field(2, gt=0)  # checkpoints kept per run (best by val/acc)
+    """The training loop."""
+
+    epochs: int = Field(10, gt=0, description="passes over the training split")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate for the effective batch")
+    batch_size: int = Field(128, gt=0, description="effective batch, images: summed over workers and "
+                            "micro-steps")
+    micro_batch_size: Optional[int] = Field(None, gt=0, description="images per worker per forward pass; "
+                                            "null = batch_size / workers (no accumulation)")
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field("auto", description="mixed precision; auto = "
+                                                        "fp16 + GradScaler on CUDA, bf16 on CPU")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="probability mass spread over the other classes")
+    grad_clip: Optional[float] = Field(None, gt=0, description="largest global L2 norm of the gradients; "
+                                       "null = no clipping")
+    seed: int = Field(0, description="seed of initialisation, shuffling, augmentation and dropout")
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (slower)")
+    eval_batch_size: int = Field(512, gt=0, description="images per validation forward pass")
+    checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
+    num_to_keep: Optional[int] = Field(2, gt=0, description="checkpoints kept per run (the best by val/acc); "
+                                       "null = all")
 
 
 class ScalingConfig(Section):
-    num_workers: int = Field(1, gt=0)
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0)
-    gpus_per_worker: float = Field(1.0, gt=0, le=1)  # < 1 packs several workers/trials onto one GPU
-    # Worker failures (a crash, an OOM kill, a raised error) survived by restarting the workers from the
-    # last checkpoint; -1 = no limit, 0 = fail at once. 2 rides out a transient fault or two while a
-    # run that fails every time (a bad config) stops after 3 tries. Node preemptions are Ray's to count
-    # apart (FailureConfig.max_preemption_failures: unlimited by default).
-    max_failures: int = Field(2, ge=-1)
+    """How many workers train one run, on what."""
+
+    num_workers: int = Field(1, gt=0, description="data-parallel training workers per run")
+    use_gpu: bool = Field(False, description="one GPU (share) per worker")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPU cores reserved per worker")
+    gpus_per_worker: float = Field(1.0, gt=0, le=1, description="GPUs per worker; < 1 packs several "
+                                   "workers or trials onto one GPU")
+    # 2 rides out a transient fault or two while a run that fails every time (a bad config) stops after
+    # 3 tries. Node preemptions are Ray's to count apart (FailureConfig.max_preemption_failures).
+    max_failures: int = Field(2, ge=-1, description="worker failures (crash, OOM kill, raised error) survived "
+                              "by restarting from the last checkpoint; -1 = no limit, 0 = fail at once")
 
 
 class RunConfig(Section):
-    """A run: everything one candidate needs."""
+    """A run: everything one candidate needs (a sweep file adds `search`)."""
 
-    name: str = "run"
+    name: str = Field("run", description="name of the run (output folder, reports)")
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
-    model: ModelConfig = ModelConfig()
+    model: ModelField = CNNModelConfig()
     optim: OptimConfig = OptimConfig()
     sched: SchedConfig = SchedConfig()
     train: TrainConfig = TrainConfig()
     scaling: ScalingConfig = ScalingConfig()
-    # A sweep file's `search` section (validated by cnnsweep.sweep.space); `train` ignores it.
-    search: Optional[dict[str, Any]] = None
+    search: Optional[dict[str, Any]] = Field(None, description="a sweep file's search space and settings "
+                                             "(validated by cnnsweep.sweep.space); `train` ignores it")
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "RunConfig":
@@ -191,26 +288,48 @@ class RunConfig(Section):
 
 
 def format_validation_error(err: ValidationError, prefix: str = "", *, noise: tuple[str, ...] = (),
-                            root: str = "") -> str:
+                            root: str = "", rewrite: Optional[Callable[[Any], Optional[tuple[str, str]]]] = None
+                            ) -> str:
     """pydantic's errors as `dotted.path: message` lines, one per problem: the one formatter behind
     ConfigError, the sweep's `search.*` errors and the server's settings errors.
 
     `prefix` is the section the model was validated as (`search`); `noise` are location parts of
     union/tagged types that mean nothing to a person (`Distribution`); `root` labels a problem of the
-    whole object (no path)."""
+    whole object (no path); `rewrite(error)` may answer (path, message) for an error it knows better."""
     lines = []
     for e in err.errors():
         parts = [str(p) for p in e["loc"] if not str(p).startswith("function-") and str(p) not in noise]
         path = ".".join(([prefix] if prefix else []) + parts)
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif e["type"].startswith("greater_than") or e["type"].startswith("less_than"):
-            msg = msg.replace("Input should be", "must be")
-        msg = msg.removeprefix("Value error, ")
+        msg = "unknown key" if e["type"] == "extra_forbidden" else _short_message(e)
+        path, msg = (rewrite(e) if rewrite else None) or (path, msg)
         label = path or root
         lines.append(f"{label}: {msg}" if label else msg)
     return "\n".join(dict.fromkeys(lines))  # a union reports one problem once per member
+
+
+def _model_error(e: Any) -> Optional[tuple[str, str]]:
+    """The model section's own messages: an unknown family names `model.name`, another family's field
+    says so; the family key is taken out of every path."""
+    loc = e["loc"]
+    if loc[:1] != ("model",):
+        return None
+    if e["type"] == "model_family":
+        if not isinstance(e["input"], dict):
+            return "model", "must be a mapping of model fields (name: cnn or timm/<name>, ...)"
+        return "model.name", _unknown_model(e["input"].get("name"))
+    if len(loc) < 3 or loc[1] not in MODEL_FAMILIES:
+        return None
+    path = ".".join(["model", *(str(p) for p in loc[2:])])
+    if e["type"] == "extra_forbidden":
+        return path, f"not a field of {str(loc[1]).rstrip('/')} models"
+    return path, _short_message(e)
+
+
+def _short_message(e: Any) -> str:
+    msg = e["msg"]
+    if e["type"].startswith("greater_than") or e["type"].startswith("less_than"):
+        msg = msg.replace("Input should be", "must be")
+    return msg.removeprefix("Value error, ")
 
 
 def validate_config(raw: dict[str, Any]) -> RunConfig:
@@ -220,7 +339,7 @@ def validate_config(raw: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err)) from None
+        raise ConfigError(format_validation_error(err, rewrite=_model_error)) from None
 
 
 # ---------------------------------------------------------------------------- overrides
@@ -265,12 +384,29 @@ def get_dotted(raw: dict[str, Any], key: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of raw with `--set` style overrides applied (not yet validated)."""
+    """A deep copy of raw with `--set` style overrides applied (not yet validated).
+
+    An override of `model.name` that changes the model family (a sweep trial of `timm/resnet18` on a
+    `cnn` base) drops the base's fields of the old family first: they were set for that family. Fields
+    the overrides set themselves are kept, so one that the new family lacks is still an error."""
     out = copy.deepcopy(raw)
-    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    items = list(overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides))
+    for key, value in items:
+        if key == "model.name":
+            _switch_family(out, value)
     for key, value in items:
         set_dotted(out, key, value)
     return out
+
+
+def _switch_family(raw: dict[str, Any], name: Any) -> None:
+    model = raw.get("model")
+    if not isinstance(model, dict):
+        return
+    old, new = model_family(model.get("name", DEFAULT_MODEL)), model_family(name)
+    if old != new and new is not None:
+        fields = MODEL_FAMILIES[new].model_fields
+        raw["model"] = {k: v for k, v in model.items() if k in fields}
 
 
 # ---------------------------------------------------------------------------- I/O

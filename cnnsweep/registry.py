@@ -7,14 +7,14 @@ makes: dataset formats, model families, class-balancing methods, poolings.
     MODELS.get("timm/resnet18") -> (timm factory, {"model_name": "resnet18"})   # a prefix family
 
 The registries live here, at the bottom of the package, so that `config.py` validates names against
-them without importing the packages that fill them (which import config). Each registry knows the
-module whose import registers the shipped entries (`builtins`) and imports it on first use, so a name
-check in config always sees them. Pure Python.
+them without importing the packages that fill them (torch; and they import config). So each registry
+declares the names of its shipped entries (`shipped`): a name check needs no import, and the package
+that defines them registers the objects when it is imported (tests/test_registry.py checks that the two
+agree). Names registered by user code before validating are accepted too. Pure Python.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Optional, TypeVar
 
@@ -34,8 +34,8 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Names -> objects. A name ending in "/" registers a family: `timm/` answers `timm/<anything>`."""
 
-    def __init__(self, kind: str, *, builtins: Optional[str] = None):
-        self.kind, self.builtins = kind, builtins
+    def __init__(self, kind: str, *, shipped: tuple[str, ...] = (), package: str = ""):
+        self.kind, self.shipped, self.package = kind, tuple(shipped), package  # package registers `shipped`
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, **meta: Any) -> Callable[[T], T]:
@@ -50,42 +50,52 @@ class Registry(Generic[T]):
 
         return wrap
 
-    def _load_builtins(self) -> None:
-        if self.builtins:
-            importlib.import_module(self.builtins)  # registers the shipped entries (idempotent)
-
     def names(self) -> list[str]:
-        """Registered names, sorted; a family shows as `prefix/<name>`."""
-        self._load_builtins()
-        return sorted(n + "<name>" if n.endswith("/") else n for n in self._entries)
+        """Shipped and registered names, sorted; a family shows as `prefix/<name>`."""
+        return sorted({n + "<name>" if n.endswith("/") else n for n in (*self.shipped, *self._entries)})
 
     def entry(self, name: str) -> tuple[Entry[T], dict[str, Any]]:
         """(entry, extra keyword arguments); a family passes the rest of the name as `model_name`."""
-        self._load_builtins()
-        if name in self._entries and not name.endswith("/"):  # a bare `timm/` names no model
-            return self._entries[name], {}
-        for prefix, e in self._entries.items():
-            if prefix.endswith("/") and name.startswith(prefix) and len(name) > len(prefix):
-                return e, {"model_name": name[len(prefix):]}
-        raise RegistryError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}")
+        key = match_name(name, self._entries)
+        if key is None:
+            if match_name(name, self.shipped) is not None:  # known, but its package was never imported
+                raise RegistryError(f"{self.kind} {name!r} is registered by {self.package}: import it first")
+            raise RegistryError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}")
+        extra = {"model_name": name[len(key):]} if key.endswith("/") else {}
+        return self._entries[key], extra
 
     def get(self, name: str) -> T:
         return self.entry(name)[0].obj
 
     def check(self, name: str) -> str:
-        """`name` if registered (for validators), else RegistryError naming the choices."""
-        self.entry(name)
+        """`name` if shipped or registered (for validators; imports nothing), else RegistryError."""
+        if match_name(name, (*self.shipped, *self._entries)) is None:
+            raise RegistryError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}")
         return name
 
     def __contains__(self, name: str) -> bool:
         try:
-            self.entry(name)
+            self.check(name)
         except RegistryError:
             return False
         return True
 
 
-DATASETS: Registry[Callable[..., Any]] = Registry("dataset", builtins="cnnsweep.data")
-MODELS: Registry[Callable[..., Any]] = Registry("model", builtins="cnnsweep.models")
-BALANCE_METHODS: Registry[Callable[..., Any]] = Registry("balance method", builtins="cnnsweep.data.balance")
-POOLINGS: Registry[Callable[..., Any]] = Registry("pooling", builtins="cnnsweep.models.cnn")
+def match_name(name: str, keys: Any) -> Optional[str]:
+    """The key that answers `name`: itself, or a family prefix `p/` of `p/<something>` (a bare `p/` names
+    nothing)."""
+    if not isinstance(name, str):
+        return None
+    if name in keys and not name.endswith("/"):
+        return name
+    return next((k for k in keys if k.endswith("/") and name.startswith(k) and len(name) > len(k)), None)
+
+
+DATASETS: Registry[Callable[..., Any]] = Registry(
+    "dataset", shipped=("digits", "gtsrb", "gtsrb_pickle", "image_folder", "mnist"), package="cnnsweep.data")
+MODELS: Registry[Callable[..., Any]] = Registry("model", shipped=("cnn", "timm/"), package="cnnsweep.models")
+BALANCE_METHODS: Registry[Callable[..., Any]] = Registry(
+    "balance method", shipped=("none", "class_weights", "sampler", "undersample", "oversample", "oversample_augment"),
+    package="cnnsweep.data.balance")
+POOLINGS: Registry[Callable[..., Any]] = Registry("pooling", shipped=("max", "avg", "strided", "none"),
+                                                  package="cnnsweep.models.cnn")

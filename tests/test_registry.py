@@ -1,11 +1,11 @@
 """One generic registry behind datasets, models, balancing methods and poolings: registering a name is
-the only edit needed to use it in YAML, and config errors list the registered names."""
+the only edit needed to use a dataset in YAML, config errors list the registered names, and the shipped
+names are declared in cnnsweep.registry so that config checks them without importing torch."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn as nn
 
 from cnnsweep.config import ConfigError, validate_config
 from cnnsweep.registry import BALANCE_METHODS, DATASETS, MODELS, POOLINGS, Registry, RegistryError
@@ -27,7 +27,12 @@ def test_registry_exact_names_families_and_duplicates():
         reg.get("b")
 
 
-def test_shipped_names_come_from_where_they_are_defined():
+def test_shipped_names_are_the_ones_their_packages_register():
+    import cnnsweep.data  # noqa: F401  (registers datasets and balancing methods)
+    import cnnsweep.models  # noqa: F401  (registers models and poolings)
+
+    for reg in (DATASETS, MODELS, BALANCE_METHODS, POOLINGS):
+        assert sorted(reg.shipped) == sorted(reg._entries), reg.kind
     assert POOLINGS.names() == ["avg", "max", "none", "strided"]
     assert BALANCE_METHODS.names() == ["class_weights", "none", "oversample", "oversample_augment",
                                        "sampler", "undersample"]
@@ -50,8 +55,10 @@ def test_unknown_names_are_config_errors_with_the_choices(raw, message):
 @pytest.fixture
 def scratch_registries(monkeypatch):
     """Names registered by a test vanish after it (the registries are process-wide)."""
+    import cnnsweep.data  # noqa: F401  (the shipped entries first, so they are in the copy)
+    import cnnsweep.models  # noqa: F401
+
     for reg in (DATASETS, MODELS):
-        reg.names()  # the shipped entries first, so they are in the copy
         monkeypatch.setattr(reg, "_entries", dict(reg._entries))
 
 
@@ -68,20 +75,19 @@ def test_a_registered_dataset_is_usable_from_yaml_with_no_other_edit(scratch_reg
     assert len(ds.train) + len(ds.valid) == 40 and ds.class_names == ["even", "odd"]
 
 
-def test_a_registered_model_family_owns_its_config_fields(scratch_registries):
-    from cnnsweep.models import build_model, model_args, register_model
+def test_each_config_model_family_has_a_registered_factory_and_owns_its_fields():
+    from cnnsweep.config import MODEL_FAMILIES, ModelConfig
+    from cnnsweep.models import model_args
 
-    seen = {}
+    assert set(MODEL_FAMILIES) == set(MODELS.shipped)
+    cnn = model_args(ModelConfig(width=4, dropout=0.25), num_classes=3, in_channels=1, image_size=4)
+    assert cnn["width"] == 4 and cnn["dropout"] == 0.25 and "pretrained" not in cnn and "freeze" not in cnn
+    assert model_args(ModelConfig(name="timm/resnet18"), 3, 1, 32) == {  # only the family's own fields
+        "name": "timm/resnet18", "num_classes": 3, "in_channels": 1, "image_size": 32}
 
-    @register_model("test_registry_linear", config_fields=("dropout",))
-    def _linear(num_classes, in_channels, image_size, *, dropout, pretrained=False, weights=None):
-        seen.update(dropout=dropout, pretrained=pretrained)
-        return nn.Sequential(nn.Flatten(), nn.Dropout(dropout),
-                             nn.Linear(in_channels * image_size ** 2, num_classes))
 
-    cfg = validate_config({"model": {"name": "test_registry_linear", "dropout": 0.25}})
-    args = model_args(cfg.model, num_classes=3, in_channels=1, image_size=4)
-    assert args == {"name": "test_registry_linear", "num_classes": 3, "in_channels": 1, "image_size": 4,
-                    "dropout": 0.25}  # only the fields the family declared
-    model = build_model(cfg.model, num_classes=3, in_channels=1, image_size=4)
-    assert model(torch.zeros(2, 1, 4, 4)).shape == (2, 3) and seen == {"dropout": 0.25, "pretrained": False}
+def test_a_name_check_imports_nothing_but_a_look_up_needs_the_package():
+    reg: Registry = Registry("gadget", shipped=("a", "fam/"), package="somewhere")
+    assert reg.check("a") == "a" and "fam/x" in reg and reg.names() == ["a", "fam/<name>"]
+    with pytest.raises(RegistryError, match="gadget 'a' is registered by somewhere: import it first"):
+        reg.get("a")

@@ -8,18 +8,16 @@ import torch.nn as nn
 
 from cnnsweep.config import ModelConfig
 from cnnsweep.models.freeze import apply_freeze
-from cnnsweep.models.registry import create_model, model_entry
+from cnnsweep.models.registry import create_model
 
 
 def model_args(cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
     """Keyword arguments for `create_model(**args)` that rebuild the architecture without any
     weights: what a checkpoint stores as `model_args` (its state_dict supplies the weights).
-    The family's registry entry says which `model.*` fields it reads (`config_fields`)."""
-    entry, _ = model_entry(cfg.name)
+    The family's config section says which `model.*` fields are its own (`family_args`)."""
     args: dict[str, Any] = {"name": cfg.name, "num_classes": num_classes,
                             "in_channels": in_channels, "image_size": image_size}
-    args.update({k: getattr(cfg, k) for k in entry.meta.get("config_fields", ())})
-    return args
+    return args | cfg.family_args()
 
 
 def build_model(cfg: ModelConfig, num_classes: int, in_channels: int, image_size: int) -> nn.Module:

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
+from cnnsweep.config import CNNModelConfig
 from cnnsweep.models.registry import ModelError, register_model
 from cnnsweep.registry import POOLINGS as POOLING_REGISTRY
 
@@ -48,8 +49,7 @@ ACTIVATIONS = {
 # their variance per conv (SiLU: x0.71). Values: Monte Carlo over 2e7 samples.
 INIT_GAINS = {"relu": 1.415, "leaky_relu": 1.415, "elu": 1.246, "gelu": 1.534, "silu": 1.677,
               "tanh": 1.593, "sigmoid": 1.847}
-CNN_ARGS = ("num_stages", "width", "convs_per_stage", "batch_norm", "dropout", "activation",
-            "pooling", "head", "head_hidden", "stage_dropout")  # the ModelConfig fields this family reads
+CNN_ARGS = CNNModelConfig.family_fields()  # the model.* fields this family reads
 HEADS = ("gap", "flatten")
 
 # Downsampling per stage (`model.pooling`): the registry entry makes the layer that halves the side, or
@@ -209,7 +209,7 @@ def _check_args(num_stages: int, width: int, convs: int, dropout: float, pooling
         raise ModelError(f"image_size must be >= 1, got {image_size}")
 
 
-@register_model("cnn", config_fields=CNN_ARGS)
+@register_model("cnn")
 def create_cnn(num_classes: int, in_channels: int = 3, image_size: int = 32, *, pretrained: bool = False,
                weights: Optional[str] = None, **cfg: Any) -> CNN:
     unknown = sorted(set(cfg) - set(CNN_ARGS))

@@ -35,11 +35,12 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import math
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from cnnsweep.config import ConfigError, RunConfig, Section, format_validation_error, apply_overrides, config_to_dict, validate_config
+from cnnsweep.config import (MODEL_FAMILIES, ConfigError, RunConfig, Section, apply_overrides, config_to_dict,
+                             format_validation_error, model_family, validate_config)
 from cnnsweep import metrics as M
 
 Scalar = Union[bool, int, float, str, None]
@@ -200,14 +201,22 @@ class SearchConfig(Section):
 # ---------------------------------------------------------------------------- validation
 
 
+def _sections(ann: Any) -> list[type[BaseModel]]:
+    """The section classes an annotation holds: itself, or each member of a (tagged) union."""
+    if isinstance(ann, type):
+        return [ann] if issubclass(ann, BaseModel) else []
+    return [cls for arg in get_args(ann) for cls in _sections(arg)]
+
+
 def _leaf_paths(model: type[BaseModel] = RunConfig, prefix: str = "") -> set[str]:
-    """Every dotted path that names a value (not a section) of the run config."""
+    """Every dotted path that names a value (not a section) of the run config; a section that depends on
+    its family (model) has the paths of every family."""
     out = set()
     for name, field in model.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            out |= _leaf_paths(ann, f"{prefix}{name}.")
-        elif name != "search":
+        sections = _sections(field.annotation)
+        for section in sections:
+            out |= _leaf_paths(section, f"{prefix}{name}.")
+        if not sections and name != "search":
             out.add(prefix + name)
     return out
 
@@ -258,6 +267,29 @@ def _check_space(search: SearchConfig, base: dict) -> None:
         seen.append(path)
 
 
+def _check_families(search: SearchConfig) -> None:
+    """When `model.name` is searched across families, a searched field of one family must be conditioned
+    (`when`, directly or through parameters it depends on) on the names of families that have it: a
+    trial of another family would fail on it. Each path is probed alone above, so this is checked here."""
+    names = search.space.get("model.name")
+    if names is None or names.kind != "choice":
+        return
+    options = [o for o in names.options if isinstance(o, str) and model_family(o) is not None]
+    reach: dict[str, set[str]] = {"model.name": {model_family(o) for o in options}}  # families a trial can have
+    for path, dist in search.space.items():
+        families = set(reach["model.name"])
+        for cond, accepted in dist.when.items():
+            if cond == "model.name":
+                families &= {model_family(o) for o in options if matches(o, accepted)}
+            families &= reach.get(cond, families)
+        reach.setdefault(path, families)
+        section, _, field = path.partition(".")
+        lacking = sorted(f.rstrip("/") for f in families if field not in MODEL_FAMILIES[f].model_fields)
+        if section == "model" and lacking:
+            raise ConfigError(f"search.space.{path}: not a field of {', '.join(lacking)} models, which model.name "
+                              f"can pick; sample it only for the others, e.g. `when: {{model.name: cnn}}`")
+
+
 def _check_ablation(search: SearchConfig, base: dict) -> None:
     for name, variant in (search.ablation or {}).items():
         if not isinstance(variant, dict) or not variant:
@@ -278,6 +310,7 @@ def load_search(cfg: RunConfig) -> SearchConfig:
         raise ConfigError(_format(err)) from None
     base = config_to_dict(cfg)
     _check_space(search, base)
+    _check_families(search)
     _check_ablation(search, base)
     if search.scheduler.name == "asha" and search.scheduler.grace_period > cfg.train.epochs:
         raise ConfigError(f"search.scheduler.grace_period ({search.scheduler.grace_period}) must be <= "

@@ -69,7 +69,7 @@ def test_conditional_parameters_are_sampled_only_when_their_condition_holds():
         "model.name": {"choice": ["cnn", "timm/resnet18"]},
         "model.freeze": {"choice": ["none", "backbone"], "when": {"model.name": "timm/*"}},
         "model.width": {"choice": [8, 16], "when": {"model.name": "cnn"}},
-        "model.dropout": {"choice": [0.0, {"uniform": [0.1, 0.5]}]},
+        "model.dropout": {"choice": [0.0, {"uniform": [0.1, 0.5]}], "when": {"model.name": "cnn"}},
         "data.equalize": {"choice": ["none", "clahe"]},
         "data.clahe_clip": {"uniform": [1.0, 4.0], "when": {"data.equalize": "clahe"}},
     }})
@@ -78,11 +78,12 @@ def test_conditional_parameters_are_sampled_only_when_their_condition_holds():
         assert ("model.freeze" in s) == s["model.name"].startswith("timm/")
         assert ("model.width" in s) == (s["model.name"] == "cnn")
         assert ("data.clahe_clip" in s) == (s["data.equalize"] == "clahe")
-        assert s["model.dropout"] == 0.0 or 0.1 <= s["model.dropout"] <= 0.5
+        assert ("model.dropout" in s) == (s["model.name"] == "cnn")  # a cnn field, not a timm one
+        assert s.get("model.dropout", 0.0) == 0.0 or 0.1 <= s["model.dropout"] <= 0.5
     # both sides of every condition were actually seen, so the checks above tested something
     assert {s["model.name"] for s in samples} == {"cnn", "timm/resnet18"}
     assert {s["data.equalize"] for s in samples} == {"none", "clahe"}
-    assert any(s["model.dropout"] == 0.0 for s in samples) and any(s["model.dropout"] > 0 for s in samples)
+    assert any(s.get("model.dropout") == 0.0 for s in samples) and any(s.get("model.dropout", 0) > 0 for s in samples)
 
 
 def test_sampled_params_fit_the_rebuilt_optuna_distributions():
