@@ -101,20 +101,62 @@ def _class_names(state: dict[str, Any], f: Path) -> list[str]:
     return names
 
 
-def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the trained model (and its preprocessing) from a checkpoint, ready for inference."""
+def class_name_list(value: Any) -> list[str]:
+    """A class-name list read from a file (checkpoint or ONNX metadata): 1..MAX_NUM_CLASSES strings or
+    ints. It sizes the model's output layer and every prediction, so it is bounded before either exists."""
+    from cnnsweep.data.gtsrb_pickle import MAX_NUM_CLASSES
+
+    if not isinstance(value, list) or not all(isinstance(n, (str, int)) for n in value):
+        raise ValueError(f"class_names must be a list of strings, got {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_NUM_CLASSES:
+        raise ValueError(f"{len(value):,} classes: expected 1 to {MAX_NUM_CLASSES:,}")
+    return [str(n) for n in value]
+
+
+def _checked_parts(state: dict[str, Any], f: Path) -> tuple[Any, Any, list[str], dict[str, int]]:
+    """(config, preprocess, class names, model_args) of a loaded state, each checked before any of them
+    sizes an allocation: model_args must be the sizes the class list and the preprocessing imply
+    (what training writes), which are bounded (MAX_NUM_CLASSES, MAX_IMAGE_SIDE)."""
     from cnnsweep.config import validate_config
-    from cnnsweep.models import build_model
     from cnnsweep.transforms import Preprocess
+
+    try:
+        cfg = validate_config(state["config"])
+        preprocess = Preprocess.from_dict(state.get("preprocess"))
+        names = class_name_list(state.get("class_names"))
+    except (KeyError, TypeError, ValueError) as err:  # ConfigError is a ValueError
+        raise CheckpointError(f"{f}: broken checkpoint ({' '.join(str(err).split())})") from None
+    args = state.get("model_args")
+    if not isinstance(args, dict):
+        raise CheckpointError(f"{f}: broken checkpoint (no model_args entry)")
+    expected = {"num_classes": (len(names), "its class list"),
+                "in_channels": (preprocess.in_channels, "its preprocessing's channels"),
+                "image_size": (preprocess.image_size, "its preprocessing's image size")}
+    for key, (want, what) in expected.items():
+        if type(args.get(key)) is not int or args[key] != want:
+            raise CheckpointError(f"{f}: broken checkpoint (model_args {key} {args.get(key)!r} does not "
+                                  f"match {what}, {want})")
+    return cfg, preprocess, names, {k: want for k, (want, _) in expected.items()}
+
+
+def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the trained model (and its preprocessing) from a checkpoint, ready for inference.
+    CheckpointError (one line) for a state whose parts disagree or whose sizes are out of bounds."""
+    from cnnsweep.models import ModelError, build_model
 
     f = find_checkpoint_file(path)
     state = load_checkpoint(f, map_location=device)
-    class_names = _class_names(state, f)  # before the model is sized from the file
-    cfg = validate_config(state["config"])
-    preprocess = Preprocess.from_dict(state["preprocess"])
-    args = state["model_args"]
+    cfg, preprocess, names, args = _checked_parts(state, f)
     model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights": None})  # weights: the checkpoint
-    model = build_model(model_cfg, args["num_classes"], args["in_channels"], args["image_size"])
-    model.load_state_dict(state["model"])
+    try:
+        model = build_model(model_cfg, args["num_classes"], args["in_channels"], args["image_size"])
+    except ModelError as err:  # e.g. a config whose widths need more parameters than any cnnsweep model
+        raise CheckpointError(f"{f}: its config does not describe a usable model ({err})") from None
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as err:  # size mismatch / not a state dict
+        first = str(err).strip().splitlines()[-1].strip() if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{f}: the weights do not match the model its config describes ({first})") from None
     model.to(device).eval()
-    return LoadedModel(model, preprocess, class_names, cfg, dict(state.get("metrics", {})), f)
+    metrics = state.get("metrics")
+    return LoadedModel(model, preprocess, names, cfg, dict(metrics) if isinstance(metrics, dict) else {}, f)

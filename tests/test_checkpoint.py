@@ -96,3 +96,53 @@ def test_save_checkpoint_dir_replaces_the_whole_folder(tmp_path):
     assert load_checkpoint(d)["config"]["name"] == "new"
     assert not (d / "metrics.json").exists()  # nothing of the old folder survives
     assert [p.name for p in tmp_path.iterdir()] == ["best"]
+
+
+def _tiny_state(model_args=None, **changes):
+    """A real checkpoint state of an untrained 8x8 gray 3-class cnn, with `changes` applied."""
+    from cnnsweep.config import config_to_dict, validate_config
+    from cnnsweep.models import build_model
+    from cnnsweep.transforms import Preprocess
+
+    cfg = validate_config({"model": {"num_stages": 1, "width": 4, "convs_per_stage": 1}})
+    pre = Preprocess(source_size=(8, 8), source_channels=1, mean=(0.5,), std=(0.2,))
+    state = {"config": config_to_dict(cfg), "model": build_model(cfg.model, 3, 1, 8).state_dict(),
+             "preprocess": pre.to_dict(), "class_names": ["a", "b", "c"],
+             "model_args": {"num_classes": 3, "in_channels": 1, "image_size": 8, **(model_args or {})}}
+    return {**state, **changes}
+
+
+def test_a_consistent_checkpoint_loads(tmp_path):
+    from cnnsweep.checkpoint import load_model_from_checkpoint
+
+    lm = load_model_from_checkpoint(save_checkpoint(_tiny_state(), tmp_path))
+    assert lm.class_names == ["a", "b", "c"] and lm.model.num_classes == 3
+
+
+def _with_config(section, **values):
+    state = _tiny_state()
+    state["config"][section].update(values)
+    return state
+
+
+@pytest.mark.parametrize("state, words", [
+    (_tiny_state({"num_classes": 20_000}), "num_classes"),  # beyond the class cap; and not the 3 names
+    (_tiny_state({"num_classes": 4}), "num_classes"),
+    (_tiny_state({"in_channels": 3}), "in_channels"),
+    (_tiny_state({"image_size": 1_000_000}), "image_size"),
+    (_tiny_state({"num_classes": "3"}), "num_classes"),
+    (_tiny_state(model_args=None, class_names="abc"), "class_names"),
+    (_tiny_state(class_names=[str(i) for i in range(10_001)], model_args={"num_classes": 10_001}), "classes"),
+    (_tiny_state(preprocess={**_tiny_state()["preprocess"], "source_size": [1_000_000, 8]}), "image size"),
+    (_tiny_state(preprocess={"version": 1}), "preprocess"),
+    ({k: v for k, v in _tiny_state().items() if k != "model_args"}, "model_args"),
+    (_with_config("model", width=1_000_000), "weights do not match"),  # 9M params: allowed, but not these
+    (_with_config("model", width=5000, convs_per_stage=2), "parameters"),  # 225M params: never allocated
+    (_with_config("data", image_size=1_000_000), "image_size"),
+])
+def test_sizes_and_shapes_in_a_checkpoint_are_checked_before_the_model_is_built(tmp_path, state, words):
+    from cnnsweep.checkpoint import load_model_from_checkpoint
+
+    with pytest.raises(CheckpointError, match=words) as err:
+        load_model_from_checkpoint(save_checkpoint(state, tmp_path))
+    assert "\n" not in str(err.value)

@@ -51,15 +51,14 @@ def _from_checkpoint(path: Path, name: str, trial_id: Optional[str] = None) -> C
 
 
 def _from_onnx(path: Path) -> Candidate:
-    from cnnsweep.export.runtime import create_session, session_info
+    from cnnsweep.export.model_file import read_model_bytes
+    from cnnsweep.export.runtime import load_session
 
-    data = path.read_bytes()
-    try:
-        info = session_info(create_session(data, num_threads=1, device="cpu"), where=str(path))
+    try:  # the bytes checked here are the bytes every (Ray) worker runs: the file is read once
+        data = read_model_bytes(path)
+        _, info = load_session(data, num_threads=1, device="cpu", where=str(path))
     except ExportError as err:
         raise AnalysisError(str(err)) from None
-    except Exception as err:  # onnxruntime's own Fail/InvalidProtobuf types for a broken file
-        raise AnalysisError(f"{path}: ONNX Runtime cannot load it ({type(err).__name__})") from None
     try:
         cfg = validate_config(info.config)
     except ConfigError as err:

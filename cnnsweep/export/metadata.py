@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from cnnsweep.checkpoint import class_name_list
 from cnnsweep.export.errors import ExportError
 from cnnsweep.transforms import Preprocess
 
@@ -80,12 +81,26 @@ def parse_metadata(props: Mapping[str, str], where: str = "model") -> OnnxModelI
                           f"{values.get('format')!r}, expected {FORMAT!r}); export it with `cnnsweep export`")
     try:
         preprocess = Preprocess.from_dict(values["preprocess"])
-        names = [str(n) for n in values["class_names"]]
+        names = class_name_list(values["class_names"])
     except (KeyError, TypeError, ValueError) as err:
         raise ExportError(f"{where}: broken cnnsweep metadata ({err})") from None
+    _check_redundant_fields(values, names, preprocess, where)
     return OnnxModelInfo(names, preprocess, dict(values.get("config") or {}), dict(values.get("metrics") or {}),
                          str(values.get("precision", "fp32")), str(values.get("source", "")),
                          _ensemble_field(values.get("ensemble"), where))
+
+
+def _check_redundant_fields(values: dict[str, Any], names: list[str], preprocess: Preprocess, where: str) -> None:
+    """num_classes, input_shape, input_channels and image_size repeat what class_names and preprocess
+    say, for readers without cnnsweep; a file where they disagree was not written by build_metadata."""
+    c, h, w = preprocess.input_shape
+    expected = {"num_classes": (len(names), f"its {len(names)} class names"),
+                "input_shape": ([c, h, w], f"the preprocessing's input shape {[c, h, w]}"),
+                "input_channels": (c, f"the preprocessing's {c} channel(s)"),
+                "image_size": ([h, w], f"the preprocessing's image size {[h, w]}")}
+    for key, (want, what) in expected.items():
+        if values.get(key) != want:
+            raise ExportError(f"{where}: broken cnnsweep metadata ({key} {values.get(key)!r} does not match {what})")
 
 
 def _ensemble_field(value: Any, where: str) -> Optional[dict[str, Any]]:

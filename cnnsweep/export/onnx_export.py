@@ -20,9 +20,8 @@ import torch
 from cnnsweep.atomic import atomic_write_bytes
 from cnnsweep.export.errors import ExportError
 from cnnsweep.export.metadata import INPUT_NAME, OUTPUT_NAME, OnnxModelInfo, set_metadata
+from cnnsweep.export.model_file import MAX_ONNX_BYTES
 
-# The protobuf limit: above it ONNX needs external data, which the "one file" contract rules out.
-MAX_ONNX_BYTES = 2 * 1024**3
 EXAMPLE_BATCH = 2  # torch.export specializes a batch of 1 to a constant; 2 keeps the dim symbolic
 
 

@@ -7,11 +7,13 @@ run the model the same way.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
+from cnnsweep.export.errors import ExportError
 from cnnsweep.export.metadata import INPUT_NAME, OUTPUT_NAME, OnnxModelInfo, parse_metadata
+from cnnsweep.export.model_file import check_graph, parse_model, read_model_bytes, refuse_external_data
 
 
 def select_providers(device: str = "auto") -> list[str]:
@@ -32,11 +34,20 @@ def create_session(path: str | Path | bytes, num_threads: Optional[int] = None, 
                    spin: bool = True):
     """An InferenceSession with `num_threads` intra-op threads (None = ORT's default: one per core).
 
+    The model (a file, or its bytes as shipped to a Ray worker) is read once, refused if it names
+    external data, and handed to ORT as those same bytes: ORT never opens a file itself.
     inter-op threads stay at 1 and execution is sequential: these CNNs are a chain of ops, so
     parallelism inside each op is the only kind that helps, and extra pools only contend for cores.
     `spin=False` stops idle worker threads from busy-waiting for the next op: a server shares its
     cores with the HTTP proxy and request parsing, which spinning threads would starve.
     """
+    where = "model bytes" if isinstance(path, bytes) else str(path)
+    data = path if isinstance(path, bytes) else read_model_bytes(path)
+    refuse_external_data(parse_model(data, where), where)
+    return _ort_session(data, num_threads, device, spin)
+
+
+def _ort_session(data: bytes, num_threads: Optional[int], device: str, spin: bool):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -48,8 +59,29 @@ def create_session(path: str | Path | bytes, num_threads: Optional[int] = None, 
     opts.log_severity_level = 3  # errors only: the QDQ/optimizer notices are not for users
     if not spin:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    model = path if isinstance(path, bytes) else str(path)  # bytes: a model shipped to a Ray worker
-    return ort.InferenceSession(model, sess_options=opts, providers=select_providers(device))
+    return ort.InferenceSession(data, sess_options=opts, providers=select_providers(device))
+
+
+def load_session(source: str | Path | bytes, num_threads: Optional[int] = None, device: str = "auto",
+                 spin: bool = True, where: Optional[str] = None) -> tuple[Any, OnnxModelInfo]:
+    """(session, metadata) of a cnnsweep export, for everything that serves or predicts with one.
+
+    Before ORT sees the model: no external data, metadata that parses within its bounds, and a graph
+    whose input and output shapes are the ones the metadata promises. Every failure, ORT's own
+    included, is one ExportError line.
+    """
+    where = where or ("model bytes" if isinstance(source, bytes) else str(source))
+    data = source if isinstance(source, bytes) else read_model_bytes(source)
+    proto = parse_model(data, where)
+    refuse_external_data(proto, where)
+    info = parse_metadata({p.key: p.value for p in proto.metadata_props}, where=where)
+    check_graph(proto, info, where)
+    try:
+        return _ort_session(data, num_threads, device, spin), info
+    except ValueError as err:  # select_providers: device cuda without onnxruntime-gpu
+        raise ExportError(str(err)) from None
+    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types for a broken graph
+        raise ExportError(f"{where}: ONNX Runtime cannot load it ({type(err).__name__}: {err})") from None
 
 
 def session_info(session, where: str = "model") -> OnnxModelInfo:

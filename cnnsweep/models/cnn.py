@@ -32,7 +32,10 @@ from cnnsweep.models.registry import ModelError, register_model
 from cnnsweep.registry import POOLINGS as POOLING_REGISTRY
 
 MAX_WIDTH = 512  # channel cap for the doubling schedule (a width above it is kept, never raised)
-MAX_HEAD_PARAMS = 50_000_000  # flatten head larger than this (200 MB in fp32) is refused
+MAX_HEAD_PARAMS = 50_000_000  # head larger than this (200 MB in fp32) is refused
+# Conv weights of all stages together: 100M (400 MB in fp32) is 4x ResNet-50's whole model. Widths and
+# depth come from config files and checkpoints, so the count is checked before any layer is allocated.
+MAX_CONV_PARAMS = 100_000_000
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -116,6 +119,10 @@ def _classifier(in_features: int, num_classes: int, hidden: int, activation: str
 def _build_head(c_last: int, side: int, num_classes: int, head: str, dropout: float,
                 hidden: int = 0, activation: str = "relu") -> nn.Sequential:
     if head == "gap":
+        gap_params = (c_last + 1) * hidden + (hidden + 1) * num_classes if hidden else 0
+        if gap_params > MAX_HEAD_PARAMS:
+            raise ModelError(f"model.head_hidden={hidden:,} needs {gap_params:,} head parameters "
+                             f"(limit {MAX_HEAD_PARAMS:,}); use fewer hidden units")
         return nn.Sequential(OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1),
                                          drop=nn.Dropout(dropout),
                                          **_classifier(c_last, num_classes, hidden, activation, dropout)))
@@ -144,6 +151,7 @@ class CNN(nn.Module):
             raise ModelError("head_hidden must be >= 0 and stage_dropout in [0, 1)")
         stage_drop = dropout / 2 if stage_dropout is None else stage_dropout
         make_activation(activation)  # fail early on a bad name
+        _check_size(in_channels, stage_widths(num_stages, width), convs_per_stage)
         stages, self.feature_info = [], []
         c_in, side, reduction = in_channels, image_size, 1
         for i, c_out in enumerate(stage_widths(num_stages, width)):
@@ -207,6 +215,22 @@ def _check_args(num_stages: int, width: int, convs: int, dropout: float, pooling
         raise ModelError(f"unknown head {head!r}; choose from {', '.join(HEADS)}")
     if image_size < 1:
         raise ModelError(f"image_size must be >= 1, got {image_size}")
+
+
+def conv_params(in_channels: int, widths: list[int], convs: int) -> int:
+    """Weights of every 3x3 conv of the stages (biases and BN are a rounding error)."""
+    total, c_in = 0, in_channels
+    for c_out in widths:
+        total += 9 * c_out * (c_in + (convs - 1) * c_out)
+        c_in = c_out
+    return total
+
+
+def _check_size(in_channels: int, widths: list[int], convs: int) -> None:
+    n = conv_params(in_channels, widths, convs)
+    if n > MAX_CONV_PARAMS:
+        raise ModelError(f"model.width={widths[0]} with {len(widths)} stages x {convs} convs needs {n:,} conv "
+                         f"parameters (limit {MAX_CONV_PARAMS:,}); use a smaller width or fewer stages/convs")
 
 
 @register_model("cnn")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cnnsweep.export import ExportError, create_session, session_info
+from cnnsweep.export import ExportError, load_session
 from cnnsweep.export.sources import BEST_DIR, MODEL_FILE, is_sweep_dir
 from cnnsweep.predict.errors import PredictError
 from cnnsweep.serving.model import ServedModel
@@ -42,11 +42,8 @@ def resolve_model(path: str | Path, workdir: str | Path) -> tuple[Path, Optional
 
 
 def load_predictor(onnx_path: str | Path, num_threads: Optional[int] = None, device: str = "cpu") -> Predictor:
-    try:
-        session = create_session(onnx_path, num_threads=num_threads, device=device)
-        info = session_info(session, where=str(onnx_path))
+    try:  # load_session: no external data, metadata checked against the graph, ORT errors as one line
+        session, info = load_session(onnx_path, num_threads=num_threads, device=device)
     except ExportError as err:
         raise PredictError(str(err)) from None
-    except Exception as err:  # onnxruntime's own Fail/InvalidGraph types for a broken file
-        raise PredictError(f"{onnx_path}: ONNX Runtime cannot load it ({type(err).__name__}: {err})") from None
     return Predictor(ServedModel(Path(onnx_path).stem, Path(onnx_path), info, session))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnsweep.export import ExportError, OnnxModelInfo, create_session, run_logits, session_info
+from cnnsweep.export import ExportError, OnnxModelInfo, load_session, run_logits
 from cnnsweep.serving.settings import ModelSpec, ServeConfigError, ServeSettings
 
 PLATFORM = "onnxruntime_onnx"  # what Triton reports for ONNX models
@@ -82,13 +82,10 @@ def load_served_model(spec: ModelSpec, num_threads: int, device: str = "auto") -
     path = Path(spec.path)
     if not path.is_file():
         raise ServeConfigError(f"{path}: model file not found")
-    try:
-        session = create_session(path, num_threads=num_threads, device=device, spin=False)
-        info = session_info(session, where=str(path))
+    try:  # load_session: no external data, metadata checked against the graph, ORT errors as one line
+        session, info = load_session(path, num_threads=num_threads, device=device, spin=False)
     except ExportError as err:
         raise ServeConfigError(str(err)) from None
-    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types for a broken file
-        raise ServeConfigError(f"{path}: ONNX Runtime cannot load it ({type(err).__name__}: {err})") from None
     return ServedModel(spec.served_name, path, info, session)
 
 

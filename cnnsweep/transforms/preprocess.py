@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnsweep.config import DataConfig
+from cnnsweep.config import MAX_CLAHE_GRID, MAX_IMAGE_SIDE, DataConfig
 from cnnsweep.transforms.color import EQUALIZE_MODES, equalize, match_channels, resize
 
 FORMAT_VERSION = 1
@@ -94,6 +94,12 @@ class Preprocess:
         object.__setattr__(self, "source_size", tuple(int(s) for s in self.source_size))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        sides = (*self.source_size, self.resize_to or 1)
+        if len(self.source_size) != 2 or not all(1 <= s <= MAX_IMAGE_SIDE for s in sides):
+            raise ValueError(f"preprocess: image size {list(self.source_size)} / {self.resize_to} px is outside "
+                             f"1..{MAX_IMAGE_SIDE} px")
+        if not 1 <= self.clahe_grid <= MAX_CLAHE_GRID:
+            raise ValueError(f"preprocess: clahe_grid must be 1..{MAX_CLAHE_GRID}, got {self.clahe_grid}")
         if self.source_channels not in (1, 3):
             raise ValueError(f"preprocess: source_channels must be 1 or 3, got {self.source_channels}")
         if self.equalize not in EQUALIZE_MODES:

@@ -44,7 +44,7 @@ def test_corrupt_checkpoint(tmp_path):
 
 def test_corrupt_onnx_and_bad_split(tmp_path, digits_checkpoint):
     (tmp_path / "m.onnx").write_bytes(b"garbage")
-    _one_line_exit_2(_run(tmp_path / "m.onnx"), "ONNX Runtime cannot load it")
+    _one_line_exit_2(_run(tmp_path / "m.onnx"), "cannot load it")
     _one_line_exit_2(_run(digits_checkpoint, "--split", "train"), "--split")
 
 
@@ -73,3 +73,27 @@ def test_run_folder_and_data_root(digits_checkpoint, tmp_path):
     shutil.copytree(digits_checkpoint, run / "checkpoints" / "epoch1")
     m = analyze_target(run, split="valid", data_root=None, explain=False)
     assert m["target"]["kind"] == "run" and m["output"] == str((run / "analysis").resolve())
+
+
+def test_an_onnx_target_that_names_external_data_is_refused(tiny_onnx, tmp_path):
+    import onnx
+
+    proto = onnx.load(str(tiny_onnx))
+    tensor = next(t for t in proto.graph.initializer if t.name == "head.fc.weight")
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in {"location": "secret.bin", "offset": "0", "length": "48"}.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    (tmp_path / "secret.bin").write_bytes(b"s3cret" * 8)
+    (tmp_path / "m.onnx").write_bytes(proto.SerializeToString())
+    _one_line_exit_2(_run(tmp_path / "m.onnx"), "external data")
+
+
+def test_an_onnx_target_whose_metadata_does_not_describe_its_graph_is_refused(tiny_onnx, tmp_path):
+    import onnx
+
+    proto = onnx.load(str(tiny_onnx))
+    proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 7  # 7 logits, 3 class names
+    (tmp_path / "m.onnx").write_bytes(proto.SerializeToString())
+    _one_line_exit_2(_run(tmp_path / "m.onnx"), "3 classes")

@@ -182,3 +182,14 @@ def test_head_hidden_and_stage_dropout_come_from_the_config():
     model = build_model(cfg, 43, 3, 32)
     assert model.head.hidden.out_features == 64
     assert not any(isinstance(m, nn.Dropout2d) for m in model.modules())
+
+
+@pytest.mark.parametrize("args, kwargs, match", [
+    ((5, 3, 32), {"num_stages": 1, "width": 3500, "convs_per_stage": 2}, "conv parameters"),  # 110M weights
+    ((5, 3, 32), {"head_hidden": 2_000_000}, "head_hidden"),  # 76M head weights
+    ((10_001, 3, 32), {}, "num_classes"),
+    ((5, 3, 1_000_000), {}, "image_size"),
+])
+def test_sizes_from_a_config_or_checkpoint_are_bounded_before_any_layer_is_allocated(args, kwargs, match):
+    with pytest.raises(ModelError, match=match):
+        create_model("cnn", *args, **kwargs)

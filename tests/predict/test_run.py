@@ -129,5 +129,5 @@ def test_checkpoint_is_exported_on_the_fly_and_a_sweep_best_model_is_used_as_is(
     with pytest.raises(PredictError, match="no such model"):
         resolve_model(tmp_path / "nope.onnx", tmp_path)
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(PredictError, match="ONNX Runtime cannot load it"):
+    with pytest.raises(PredictError, match="cannot load it"):
         load_predictor(tmp_path / "junk.onnx")
