@@ -59,9 +59,13 @@ def fingerprint(root: Path, files: Iterable[Path], **options: Any) -> str:
     h = hashlib.sha256(json.dumps({"v": _VERSION, "root": str(root.resolve()), **options},
                                   sort_keys=True, default=str).encode())
     for f in files:
-        st = f.stat()
+        try:
+            st = f.stat()
+            state = f"{st.st_size}\0{st.st_mtime_ns}"
+        except OSError as err:  # e.g. a dangling link: decoding names the file, the key just differs
+            state = f"unreadable {err.errno}"
         # surrogateescape: an undecodable file name hashes as its own bytes instead of raising
-        line = f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n"
+        line = f"{f.relative_to(root).as_posix()}\0{state}\n"
         h.update(line.encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:24]
 

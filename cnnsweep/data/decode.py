@@ -113,10 +113,10 @@ def load_image(img: Image.Image) -> Image.Image:
     return img
 
 
-def _read_file(path: Path, root: Path, read: Callable[[Image.Image], object]):
-    """read(image) for one file of the data root; errors name the file."""
+def _read_file(path: Path, root: Path, read: Callable[[Image.Image], object], formats: Sequence[str] = FORMATS):
+    """read(image) for one file of the data root, with only the `formats` decoders; errors name the file."""
     try:
-        with open_file(path, root) as f, open_image(f, max_pixels=MAX_PIXELS) as img:
+        with open_file(path, root) as f, open_image(f, max_pixels=MAX_PIXELS, formats=formats) as img:
             return read(img)
     except DataError as err:  # ImageTooLarge stays ImageTooLarge
         raise type(err)(f"{path}: {err}") from None
@@ -145,9 +145,9 @@ def most_common_side(sizes: Sequence[tuple[int, int]]) -> int:
     return side
 
 
-def load_rgb(path: Path, side: int, root: Path) -> np.ndarray:
+def load_rgb(path: Path, side: int, root: Path, formats: Sequence[str] = FORMATS) -> np.ndarray:
     """One file of the data root -> side x side x 3 uint8 (grayscale/palette/alpha converted to RGB)."""
-    return _read_file(path, root, lambda img: resize_rgb(_to_rgb(load_image(img)), side))
+    return _read_file(path, root, lambda img: resize_rgb(_to_rgb(load_image(img)), side), formats)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -140,3 +140,96 @@ def test_digits_embedded():
 
     raw = load_digits().images[5]  # 0..16 scaled to 0..255
     np.testing.assert_allclose(ds.train.images[5, 0].numpy(), raw * 255 / 16, atol=0.5)
+
+
+# ---------------------------------------------------------------------------- gtsrb (official): untrusted files
+
+
+def _png_bomb_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height but holds no pixels: a few dozen bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)) \
+        + chunk(b"IEND", b"")
+
+
+def _train_file(root: Path) -> Path:
+    return root / "gtsrb" / "GTSRB" / "Training" / "00001" / "00000_00001.ppm"
+
+
+def _bomb(root: Path) -> None:
+    _train_file(root).write_bytes(_png_bomb_header(20000, 20000))  # 400 Mpx: over Pillow's own bomb limit
+
+
+def _eps(root: Path) -> None:
+    _train_file(root).write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n")
+
+
+def _link_out(root: Path) -> None:
+    outside = root.parent / "outside.ppm"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(outside)
+    _train_file(root).unlink()
+    _train_file(root).symlink_to(outside)
+
+
+def _dangling_link(root: Path) -> None:
+    _train_file(root).unlink()
+    _train_file(root).symlink_to(root / "nowhere.ppm")
+
+
+def _test_csv(root: Path, *rows: str) -> None:
+    header = "Filename;Width;Height;Roi.X1;Roi.Y1;Roi.X2;Roi.Y2;ClassId"
+    (root / "gtsrb" / "GT-final_test.csv").write_text("\n".join([header, *rows]) + "\n")
+
+
+@pytest.mark.parametrize("damage, words", [
+    (_bomb, r"Training/00001/00000_00001\.ppm: image is too large"),
+    (_eps, r"Training/00001/00000_00001\.ppm: not a PPM, PNG, JPEG image"),
+    (_link_out, r"00000_00001\.ppm: a link to .*outside\.ppm, outside the data root"),
+    (_dangling_link, r"00000_00001\.ppm: cannot read"),
+    (lambda r: (r / "gtsrb" / "GTSRB" / "Training" / "extra").mkdir(), r"Training/extra: not a GTSRB class folder"),
+    (lambda r: (r / "gtsrb" / "GTSRB" / "Training" / "00043").mkdir(), r"Training/00043: not a GTSRB class folder"),
+    (lambda r: _test_csv(r, "00000.ppm;50;52;5;5;45;47;abc"), r"GT-final_test\.csv line 2: ClassId 'abc'"),
+    (lambda r: _test_csv(r, "00000.ppm;50;52;5;5;45;47;2", "00001.ppm;1;1;1;1;1;1;43"),
+     r"GT-final_test\.csv line 3: ClassId '43' is not a class id 0\.\.42"),
+    (lambda r: _test_csv(r, "../../outside.ppm;50;52;5;5;45;47;2"),
+     r"GT-final_test\.csv line 2: Filename '\.\./\.\./outside\.ppm' is not a plain file name"),
+    (lambda r: _test_csv(r, "00000.ppm"), r"GT-final_test\.csv line 2: Filename or ClassId missing"),
+    (lambda r: (r / "gtsrb" / "GT-final_test.csv").write_text("Name;Class\n00000.ppm;1\n"),
+     r"GT-final_test\.csv: no Filename and ClassId columns"),
+    (lambda r: (r / "gtsrb" / "GT-final_test.csv").write_bytes(b"Filename;ClassId\n\xff.ppm;1\n"),
+     r"GT-final_test\.csv line 2: not UTF-8"),
+    (lambda r: _test_csv(r, "00009.ppm;50;52;5;5;45;47;2"), r"Final_Test/Images/00009\.ppm: cannot read"),
+])
+def test_gtsrb_official_bad_files_are_one_clear_data_error(tmp_path, damage, words):
+    _fake_official_gtsrb(tmp_path / "data")
+    damage(tmp_path / "data")
+    with pytest.raises(DataError, match=words) as err:
+        create_dataset("gtsrb", tmp_path / "data", cache_dir=str(tmp_path / "cache"))
+    assert "\n" not in str(err.value)
+
+
+def test_gtsrb_official_csv_size_and_row_count_are_bounded(tmp_path, monkeypatch):
+    from cnnsweep.data import gtsrb_official
+
+    _fake_official_gtsrb(tmp_path)
+    monkeypatch.setattr(gtsrb_official, "MAX_TEST_ROWS", 3)
+    with pytest.raises(DataError, match=r"GT-final_test\.csv line 5: more than 3 test images"):
+        create_dataset("gtsrb", tmp_path, cache_dir=str(tmp_path / "cache"))
+    monkeypatch.setattr(gtsrb_official, "MAX_CSV_BYTES", 100)
+    with pytest.raises(DataError, match=r"GT-final_test\.csv: larger than the 100-byte limit"):
+        create_dataset("gtsrb", tmp_path, cache_dir=str(tmp_path / "cache"))
+
+
+def test_gtsrb_official_labels_are_the_class_folder_ids(tmp_path):
+    """A missing class folder does not shift the labels of the ones after it (class names go by id)."""
+    _fake_official_gtsrb(tmp_path)
+    import shutil
+
+    shutil.rmtree(tmp_path / "gtsrb" / "GTSRB" / "Training" / "00001")
+    ds = create_dataset("gtsrb", tmp_path, cache_dir=str(tmp_path / "cache"))
+    assert ds.train.labels.tolist() == [0, 0, 0, 2, 2, 2]
