@@ -253,13 +253,14 @@ class RunConfig(Section):
     """A run: everything one candidate needs (a sweep file adds `search`)."""
 
     name: str = Field("run", description="name of the run (output folder, reports)")
-    data: DataConfig = DataConfig()
-    augment: AugmentConfig = AugmentConfig()
-    model: ModelField = CNNModelConfig()
-    optim: OptimConfig = OptimConfig()
-    sched: SchedConfig = SchedConfig()
-    train: TrainConfig = TrainConfig()
-    scaling: ScalingConfig = ScalingConfig()
+    data: DataConfig = Field(DataConfig(), description="the dataset and its deterministic preprocessing")
+    augment: AugmentConfig = Field(AugmentConfig(), description="random augmentation of training batches")
+    model: ModelField = Field(CNNModelConfig(), description="the model: its family (name) and the family's "
+                              "fields")
+    optim: OptimConfig = Field(OptimConfig(), description="the optimizer")
+    sched: SchedConfig = Field(SchedConfig(), description="the learning-rate schedule")
+    train: TrainConfig = Field(TrainConfig(), description="the training loop")
+    scaling: ScalingConfig = Field(ScalingConfig(), description="workers per run and their resources")
     search: Optional[dict[str, Any]] = Field(None, description="a sweep file's search space and settings "
                                              "(validated by cnnsweep.sweep.space); `train` ignores it")
 

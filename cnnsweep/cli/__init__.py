@@ -8,5 +8,6 @@ from cnnsweep.cli import serve as _serve  # noqa: F401
 from cnnsweep.cli import tune as _tune  # noqa: F401
 from cnnsweep.cli import predict as _predict  # noqa: F401
 from cnnsweep.cli import analyze as _analyze  # noqa: F401
+from cnnsweep.cli import schema as _schema  # noqa: F401
 
 __all__ = ["app"]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import json
 import math
 from typing import Annotated, Any, Literal, Optional, Union, get_args
 
@@ -42,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from cnnsweep.config import (MODEL_FAMILIES, ConfigError, RunConfig, Section, apply_overrides, config_to_dict,
                              format_validation_error, model_family, validate_config)
 from cnnsweep import metrics as M
+from cnnsweep.atomic import atomic_write_text
 
 Scalar = Union[bool, int, float, str, None]
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
@@ -107,6 +109,31 @@ class Distribution(BaseModel):
     def branches(self) -> list["Distribution"]:
         return [o for o in self.options if isinstance(o, Distribution)]
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return DISTRIBUTION_SCHEMA  # the YAML form a file writes, not the parsed fields above
+
+
+_SCALAR_SCHEMA = {"type": ["boolean", "integer", "number", "string", "null"]}
+_RANGE_SCHEMA = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2,
+                 "description": "[low, high], inclusive"}
+DISTRIBUTION_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "description": "exactly one of choice, uniform, loguniform, int; plus optional when, step",
+    "properties": {
+        "choice": {"type": "array", "minItems": 1, "description": "values; an option {uniform|loguniform|int: "
+                   "[low, high]} is a branch whose value is searched only when it is taken",
+                   "items": {"anyOf": [_SCALAR_SCHEMA, {"type": "object"}]}},
+        "uniform": _RANGE_SCHEMA, "loguniform": _RANGE_SCHEMA | {"description": "[low, high], low > 0, "
+                                                                 "sampled on a log scale"},
+        "int": _RANGE_SCHEMA | {"description": "[low, high] integers, inclusive"},
+        "step": {"type": "number", "exclusiveMinimum": 0, "description": "uniform/int: spacing of the values"},
+        "when": {"type": "object", "description": "sampled only when each named earlier parameter has one of "
+                 "these values (glob patterns for strings)"},
+    },
+    "oneOf": [{"required": [k]} for k in DISTRIBUTIONS],
+}
+
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
@@ -119,16 +146,20 @@ def _as_when(raw: Any) -> dict[str, list]:
 
 
 class SchedulerConfig(Section):
-    name: Literal["asha", "fifo"] = "asha"  # asha: stop the worse trials early at each rung
-    grace_period: int = Field(1, gt=0)  # epochs every trial gets before it can be stopped
-    reduction_factor: float = Field(3.0, gt=1)  # keep the best 1/reduction_factor at each rung
+    """Early stopping of trials."""
+
+    name: Literal["asha", "fifo"] = Field("asha", description="asha: stop the worse trials early at each "
+                                          "rung; fifo: every trial runs all its epochs")
+    grace_period: int = Field(1, gt=0, description="epochs every trial gets before it can be stopped")
+    reduction_factor: float = Field(3.0, gt=1, description="keep the best 1/reduction_factor of the trials "
+                                    "at each rung")
 
 
 class ExportSpec(Section):
     """search.export as a mapping: `{top: 3, ensemble: true}`; `export: true` is `{top: 1}`."""
 
-    top: int = Field(1, gt=0)  # trials of the leaderboard to export (best first)
-    ensemble: bool = False  # the `top` trials as ONE ONNX ensemble instead of one file each
+    top: int = Field(1, gt=0, description="trials of the leaderboard to export (best first)")
+    ensemble: bool = Field(False, description="the `top` trials as one ONNX ensemble instead of one file each")
 
     def __bool__(self) -> bool:  # `if search.export:` keeps meaning "export something"
         return True
@@ -144,24 +175,34 @@ ExportField = Annotated[Union[Annotated[bool, Tag("flag")], Annotated[ExportSpec
 
 
 class SearchConfig(Section):
-    metric: str = M.DEFAULT_METRIC
-    mode: Literal["max", "min"] = "max"
-    algorithm: Literal["optuna", "random", "grid"] = "optuna"
-    seed: int = 0  # sampler seed (not the training seed: see `seeds`)
-    num_samples: int = Field(8, gt=0)  # optuna/random only
-    startup_trials: Optional[int] = Field(None, gt=0)  # optuna: random trials before TPE; None = auto
-    multivariate: bool = False  # optuna: joint TPE over parameters that occur together (see samplers.py)
-    baseline_first: bool = True  # optuna/random: trial 1 is the base config itself (a known reference)
-    max_concurrent: Union[Literal["auto"], int] = "auto"
-    scheduler: SchedulerConfig = SchedulerConfig()
-    space: dict[str, Distribution] = {}
-    seeds: Optional[list[int]] = None  # grid: repeat every point with each train.seed
-    ablation: Optional[dict[str, dict[str, Any]]] = None  # grid: named one-factor variants
-    unavailable: Literal["refuse", "drop"] = "refuse"  # a model branch that cannot run (sweep/preflight.py)
-    # At the end, export <output>/best to best/model.onnx (verified against PyTorch); `{top: K, ensemble:
-    # true}` also writes exports/ensemble_topK.onnx (one graph, the K best trials' mean softmax).
-    export: ExportField = True
-    analyze: bool = True  # at the end, `cnnsweep analyze` the sweep (top-3 trials) into <output>/analysis
+    """A sweep file's `search` section."""
+
+    metric: str = Field(M.DEFAULT_METRIC, description="the reported metric trials are ranked by: "
+                        + ", ".join(METRICS))
+    mode: Literal["max", "min"] = Field("max", description="whether a larger or smaller metric is better")
+    algorithm: Literal["optuna", "random", "grid"] = Field("optuna", description="optuna (TPE, seeded), "
+                                                           "random (seeded) or grid (every point)")
+    seed: int = Field(0, description="sampler seed (not the training seed: see seeds)")
+    num_samples: int = Field(8, gt=0, description="optuna/random: trials to run")
+    startup_trials: Optional[int] = Field(None, gt=0, description="optuna: random trials before TPE; "
+                                          "null = half the trials, 4 to 10")
+    multivariate: bool = Field(False, description="optuna: joint TPE over parameters that occur together")
+    baseline_first: bool = Field(True, description="optuna/random: trial 1 is the base config itself")
+    max_concurrent: Union[Literal["auto"], int] = Field("auto", description="trials at a time; auto = what "
+                                                        "the cluster fits")
+    scheduler: SchedulerConfig = Field(SchedulerConfig(), description="early stopping of trials")
+    space: dict[str, Distribution] = Field({}, description="dotted run-config path -> its distribution")
+    seeds: Optional[list[int]] = Field(None, description="grid: repeat every point with each train.seed")
+    ablation: Optional[dict[str, dict[str, Any]]] = Field(None, description="grid: variant name -> the "
+                                                          "run-config values it changes (one factor each)")
+    unavailable: Literal["refuse", "drop"] = Field("refuse", description="a model branch that cannot run "
+                                                   "here: refuse the sweep, or drop the branch with a warning")
+    # `{top: K, ensemble: true}` also writes exports/ensemble_topK.onnx (one graph, the K best trials'
+    # mean softmax)
+    export: ExportField = Field(True, description="at the end, export the best trial to best/model.onnx "
+                                "(true), or {top: K, ensemble: bool}")
+    analyze: bool = Field(True, description="at the end, `cnnsweep analyze` the top-3 trials into "
+                          "<output>/analysis")
 
     @field_validator("metric")
     @classmethod
@@ -325,6 +366,35 @@ def load_search(cfg: RunConfig) -> SearchConfig:
 
 def _format(err: ValidationError) -> str:
     return format_validation_error(err, "search", noise=("Distribution", "is-instance[Distribution]", "flag", "spec"))
+
+
+# ---------------------------------------------------------------------------- JSON Schema
+
+
+def sweep_file_schema() -> dict[str, Any]:
+    """The JSON Schema of a run or sweep file (the run config and its `search` section), every field
+    with its description, so that editors complete and check sweep files."""
+    schema = RunConfig.model_json_schema()
+    search = SearchConfig.model_json_schema(ref_template="#/$defs/{model}")
+    schema["$defs"] |= search.pop("$defs", {})
+    search["properties"]["space"]["propertyNames"] = {"enum": sorted(LEAF_PATHS)}
+    schema["$defs"]["SearchConfig"] = search
+    described = schema["properties"]["search"]["description"]
+    schema["properties"]["search"] = {"anyOf": [{"$ref": "#/$defs/SearchConfig"}, {"type": "null"}],
+                                      "default": None, "description": described}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "cnnsweep run or sweep file", **{k: v for k, v in schema.items() if k != "title"}}
+
+
+def write_schema(output: Optional[str] = None) -> str:
+    """The schema as JSON text, also written to `output` when given (ConfigError when it cannot be)."""
+    text = json.dumps(sweep_file_schema(), indent=2) + "\n"
+    if output:
+        try:
+            atomic_write_text(output, text)
+        except OSError as err:
+            raise ConfigError(f"--output {output}: cannot write ({err.strerror or err})") from None
+    return text
 
 
 # ---------------------------------------------------------------------------- define-by-run sampling

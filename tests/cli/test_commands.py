@@ -60,7 +60,7 @@ def test_summary_memory_suggests_the_largest_micro_batch_that_fits(tmp_path):
     assert bad.exit_code == 2 and "Traceback" not in bad.output
 
 
-COMMANDS = ("train", "summary", "tune", "export", "serve", "analyze", "predict")
+COMMANDS = ("train", "summary", "tune", "export", "serve", "analyze", "predict", "schema")  # schema: tests/test_config_schema.py
 
 
 def test_help_lists_every_command_and_each_command_has_help():

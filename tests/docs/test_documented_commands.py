@@ -46,6 +46,7 @@ RUNS = {
     ".venv/bin/cnnsweep train CONFIG --set train.lr=3e-4 --set model.batch_norm=false --output runs/x": "as written",
     ".venv/bin/cnnsweep train CONFIG --output runs/x --resume": "with the first run's --set",
     ".venv/bin/cnnsweep summary sweeps/gtsrb.yaml --memory 8GiB": "as written",
+    ".venv/bin/cnnsweep schema --output cnnsweep.schema.json": "as written",
     ".venv/bin/cnnsweep tune sweeps/quickstart.yaml --output runs/quickstart": "make demo runs it",
     "cnnsweep tune sweeps/quickstart.yaml --output runs/quickstart": "make demo runs it",
     ".venv/bin/cnnsweep tune sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --set search.num_samples=6 "
@@ -163,6 +164,8 @@ def test_train_commands(demo, project):
     run(f".venv/bin/cnnsweep train CONFIG --output runs/x --resume {first}", project)
     text = run(".venv/bin/cnnsweep summary sweeps/gtsrb.yaml --memory 8GiB", project).stdout
     assert "micro" in text.lower()
+    run(".venv/bin/cnnsweep schema --output cnnsweep.schema.json", project)
+    assert json.loads((project / "cnnsweep.schema.json").read_text())["properties"]["model"]["oneOf"]
 
 
 # ---------------------------------------------------------------------------- tune
