@@ -6,7 +6,6 @@ PNGs, metrics.json (every number the page shows), predictions and report.html in
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -23,6 +22,7 @@ from cnnsweep.analysis.scores import (confused_pairs, confusion, per_class_table
                                       summary_metrics, worst_classes)
 from cnnsweep.analysis.split import choose_split, load_analysis_data
 from cnnsweep.analysis.target import Candidate, Target, load_target
+from cnnsweep.atomic import atomic_write_json
 
 REPORT_DIR = "analysis"
 Progress = Callable[[str], None]
@@ -146,6 +146,6 @@ def build_sections(m: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def write_report(m: dict[str, Any], out: Path) -> Path:
-    (out / "metrics.json").write_text(json.dumps(m, indent=1, default=str))
+    atomic_write_json(out / "metrics.json", m, indent=1, default=str)  # a failed write keeps the old file
     title = f"cnnsweep analyze: {Path(m['target']['path']).name} ({m['split']} split)"
     return write_page(out, title, build_sections(m))

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cnnsweep.analysis.plotting import DPI, short
+from cnnsweep.analysis.plotting import DPI, short, write_figure
 from cnnsweep.safe_text import plot_text
 
 
@@ -19,9 +19,7 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
+    return write_figure(fig, path, bbox_inches="tight")  # atomic: never half a PNG
 
 
 def confusion_heatmap(cm: np.ndarray, class_names: list[str], path: Path, *, normalized: bool) -> Path:

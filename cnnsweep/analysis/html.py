@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from cnnsweep.atomic import atomic_write_bytes
 from cnnsweep.safe_text import printable
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222}
@@ -71,5 +72,5 @@ def page(title: str, sections: list[tuple[str, str, str]], intro: str = "") -> s
 def write_page(out_dir: Path, title: str, sections: list[tuple[str, str, str]], intro: str = "",
                name: Optional[str] = "report.html") -> Path:
     path = out_dir / name
-    path.write_text(page(title, sections, intro), encoding="utf-8", errors="backslashreplace")
-    return path
+    # atomic: a failed write leaves the previous report whole
+    return atomic_write_bytes(path, page(title, sections, intro).encode("utf-8", errors="backslashreplace"))

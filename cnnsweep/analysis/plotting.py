@@ -10,6 +10,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from cnnsweep.atomic import atomic_write
+
 from cnnsweep.safe_text import plot_text
 
 CELL_INCHES = 1.3  # one image cell; 32 px images are upscaled with nearest-neighbour, so they stay crisp
@@ -42,8 +44,15 @@ def save_figure(fig: Figure, path: str | Path, title: str = "") -> Path:
         width = max(20, int(fig.get_figwidth() * 15))
         fig.suptitle(plot_text(textwrap.fill(title, width)), fontsize=9)
     fig.tight_layout()
-    fig.savefig(p, dpi=DPI)
-    return p
+    return write_figure(fig, p)
+
+
+def write_figure(fig: Figure, path: str | Path, **savefig_kwargs) -> Path:
+    """fig.savefig through cnnsweep.atomic: a failed or killed write leaves the previous image, never
+    half a PNG. The format comes from the suffix, as savefig would infer it from a file name."""
+    p = Path(path)
+    fmt = p.suffix.lstrip(".").lower() or "png"
+    return atomic_write(p, lambda f: fig.savefig(f, format=fmt, dpi=DPI, **savefig_kwargs))
 
 
 def short(text: str, limit: int = 22) -> str:

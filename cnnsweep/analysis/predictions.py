@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from cnnsweep.atomic import atomic_write, atomic_write_text
 from cnnsweep.safe_text import csv_cell
 
 BATCH_SIZE = 256  # images per forward pass: bounded memory, and the unit the Ray path ships per task
@@ -56,11 +58,13 @@ def predict_split(predictor, images: torch.Tensor, labels: torch.Tensor,
 def save_predictions(p: Predictions, class_names: list[str], out_dir: Path, stem: str) -> list[str]:
     """<stem>.npz (labels, logits) and <stem>.csv (index, true, pred, confidence, names): the inputs from
     which every metric of the report can be recomputed."""
-    np.savez_compressed(out_dir / f"{stem}.npz", labels=p.labels, logits=p.logits)
+    # Both files through cnnsweep.atomic: a failed write leaves the previous file whole.
+    atomic_write(out_dir / f"{stem}.npz", lambda f: np.savez_compressed(f, labels=p.labels, logits=p.logits))
     names = [csv_cell(n) for n in class_names]  # from the model's files: quoted cells, never formulas
-    with open(out_dir / f"{stem}.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["index", "true", "pred", "confidence", "true_name", "pred_name"])
-        for i, (t, q, c) in enumerate(zip(p.labels, p.pred, p.confidence)):
-            writer.writerow([i, int(t), int(q), f"{c:.6f}", names[int(t)], names[int(q)]])
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["index", "true", "pred", "confidence", "true_name", "pred_name"])
+    for i, (t, q, c) in enumerate(zip(p.labels, p.pred, p.confidence)):
+        writer.writerow([i, int(t), int(q), f"{c:.6f}", names[int(t)], names[int(q)]])
+    atomic_write_text(out_dir / f"{stem}.csv", text.getvalue())
     return [f"{stem}.npz", f"{stem}.csv"]
