@@ -502,13 +502,24 @@ def diff_configs(old: Any, new: Any, prefix: str = "") -> list[str]:
     return lines
 
 
+def from_saved_config(raw: dict[str, Any]) -> RunConfig:
+    """A config that cnnsweep wrote (save_config, a checkpoint): before model sections were per family,
+    it held every family's fields with their defaults, so fields of other families are dropped here.
+    Files a person writes go through validate_config, where such a field is an error."""
+    model = raw.get("model") if isinstance(raw, dict) else None
+    family = model_family(model.get("name", DEFAULT_MODEL)) if isinstance(model, dict) else None
+    if family is not None:
+        raw = raw | {"model": {k: v for k, v in model.items() if k in MODEL_FAMILIES[family].model_fields}}
+    return validate_config(raw)
+
+
 def check_resumed_config(cfg: RunConfig, saved: str | Path) -> None:
     """--resume: refuse a config that differs from the one the output was started with (`saved`, as
     `save_config` wrote it), naming each difference by dotted path. Resuming a run with another model,
     data or search space would mix two experiments in one folder (and one set of checkpoints)."""
     raw = load_yaml(saved)
     try:
-        old = config_to_dict(validate_config(raw), with_search=True)  # fills in defaults added since
+        old = config_to_dict(from_saved_config(raw), with_search=True)  # fills in defaults added since
     except ConfigError:
         old = raw  # saved by a version whose schema differs: compare what is written
     diffs = diff_configs(old, config_to_dict(cfg, with_search=True))

@@ -102,3 +102,17 @@ def test_a_searched_field_of_one_family_needs_a_condition_on_model_name():
     # conditioned through a parameter that is itself conditioned on model.name
     _search({"model.name": names, "model.batch_norm": {"choice": [True, False], "when": {"model.name": "cnn"}},
              "model.width": {"choice": [8, 16], "when": {"model.batch_norm": True}}})
+
+
+def test_a_config_saved_before_families_loads_with_the_family_fields_only(tmp_path):
+    from cnnsweep.config import check_resumed_config, from_saved_config, save_config
+
+    cfg = validate_config({"model": {"name": "timm/resnet18", "pretrained": True}})
+    old = config_to_dict(cfg, with_search=True)
+    old["model"] |= config_to_dict(validate_config({}))["model"] | {"name": "timm/resnet18", "pretrained": True}
+    with pytest.raises(ConfigError, match="not a field of timm models"):
+        validate_config(old)
+    assert from_saved_config(old) == cfg
+    saved = tmp_path / "config.yaml"
+    saved.write_text(__import__("yaml").safe_dump(old))
+    check_resumed_config(cfg, saved)  # the same experiment: no differences reported
