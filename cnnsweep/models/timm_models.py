@@ -1,11 +1,11 @@
 """`timm/<name>`: any timm model, for transfer learning.
 
-timm is asked for a randomly initialised model (`pretrained=False`) and cnnsweep loads the weights
-itself (weights.py): `weights` (a local file), else the Hugging Face cache entry named by the model's
-`pretrained_cfg["hf_hub_id"]`, else (online, no HF_HUB_OFFLINE) huggingface_hub's download into that
-cache. Loading ourselves keeps it weights-only (safetensors / torch.load(weights_only=True)), adapts
-the input conv to 1 channel and re-initialises a head of another size. Nothing found -> ModelError
-saying where to put the weights.
+cnnsweep picks the weights file (weights.py): `weights` (a local file), else the Hugging Face cache entry
+named by the model's `pretrained_cfg["hf_hub_id"]`, else (online, no HF_HUB_OFFLINE) huggingface_hub's
+download into that cache; nothing found -> ModelError saying where to put the weights. timm reads it
+(weights only) and loads it: `timm.create_model(pretrained=True)` with the file's tensors as the
+`pretrained_cfg_overlay` state dict, so timm's own head reset, input-conv adaptation and
+per-architecture checkpoint filter apply.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any, Optional
 import torch.nn as nn
 
 from cnnsweep.models.registry import ModelError, register_model
-from cnnsweep.models.weights import (find_cached_weights, hf_cache_dir, hub_offline, hub_reachable,
-                                     load_weights, resolve_pretrained)
+from cnnsweep.models.weights import (LoadedWeights, check_complete, find_cached_weights, hf_cache_dir,
+                                     hub_offline, hub_reachable, load_state_dict_file, mismatch_error,
+                                     resolve_pretrained, source_cfg)
 
 log = logging.getLogger(__name__)
 
@@ -26,24 +27,38 @@ def _create_timm(model_name: str, num_classes: int, in_channels: int, image_size
                  **kwargs: Any) -> nn.Module:
     import timm
 
-    if not timm.is_model(model_name):
-        raise ModelError(f"unknown timm model {model_name!r}; see timm.list_models()")
     try:
         # ViT-style models fix their position-embedding grid at construction, so they need img_size.
-        return timm.create_model(model_name, pretrained=False, num_classes=num_classes,
-                                 in_chans=in_channels, img_size=image_size, **kwargs)
+        return timm.create_model(model_name, num_classes=num_classes, in_chans=in_channels,
+                                 img_size=image_size, **kwargs)
     except TypeError as err:
         if "img_size" not in str(err):
             raise
     # CNNs take any input size and reject the img_size argument.
-    return timm.create_model(model_name, pretrained=False, num_classes=num_classes,
-                             in_chans=in_channels, **kwargs)
+    return timm.create_model(model_name, num_classes=num_classes, in_chans=in_channels, **kwargs)
 
 
-def _pretrained_path(model: nn.Module, model_name: str, weights: Optional[str]) -> str:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    return str(resolve_pretrained(f"timm/{model_name}", cfg.get("hf_hub_id"), cfg.get("hf_hub_filename"),
-                                  weights))
+def _first(names: Any) -> Optional[str]:
+    return names[0] if isinstance(names, (tuple, list)) else names  # distilled models: (head, head_dist)
+
+
+def _create_pretrained(model_name: str, num_classes: int, in_channels: int, image_size: int,
+                       weights: Optional[str], **kwargs: Any) -> tuple[nn.Module, LoadedWeights]:
+    """timm builds the model and loads the file's tensors (see module doc); then refuse a partial load."""
+    from timm.models import get_pretrained_cfg
+
+    pcfg = get_pretrained_cfg(model_name)
+    path = weights or str(resolve_pretrained(f"timm/{model_name}", *_hub_source(model_name)))
+    sd = load_state_dict_file(path)
+    shapes = {k: v.shape for k, v in sd.items()}
+    cfg = source_cfg(sd, _first(pcfg.classifier), _first(pcfg.first_conv), tuple(pcfg.input_size[1:]))
+    try:
+        model = _create_timm(model_name, num_classes, in_channels, image_size, pretrained=True,
+                             pretrained_cfg_overlay=dict(cfg, state_dict=sd), **kwargs)
+    except RuntimeError as err:  # a tensor of another shape, an inconsistent stem
+        raise mismatch_error(path, err) from None
+    model.pretrained_cfg.pop("state_dict", None)  # the model's own tensors are the only copy to keep
+    return model, check_complete(model, shapes, cfg, path)
 
 
 def _hub_source(model_name: str) -> tuple[Optional[str], Optional[str]]:
@@ -102,11 +117,16 @@ def create_timm_model(model_name: str, num_classes: int, in_channels: int = 3, i
                       pretrained: bool = False, weights: Optional[str] = None,
                       **kwargs: Any) -> nn.Module:
     """A timm model; with `pretrained` (or a `weights` file) its backbone weights are loaded (see above)."""
-    model = _create_timm(model_name, num_classes, in_channels, image_size, **kwargs)
-    check_input_size(model, model_name, image_size, pretrained=bool(pretrained or weights))
-    if pretrained or weights:
-        report = load_weights(model, _pretrained_path(model, model_name, weights))
-        log.info("timm/%s: loaded %d tensors from %s; head re-initialised: %s; input conv adapted: %s",
-                 model_name, report.num_loaded, report.path, report.skipped or "no",
-                 report.adapted or "no")
+    import timm
+
+    if not timm.is_model(model_name):
+        raise ModelError(f"unknown timm model {model_name!r}; see timm.list_models()")
+    if not (pretrained or weights):
+        model = _create_timm(model_name, num_classes, in_channels, image_size, pretrained=False, **kwargs)
+        check_input_size(model, model_name, image_size, pretrained=False)
+        return model
+    model, report = _create_pretrained(model_name, num_classes, in_channels, image_size, weights, **kwargs)
+    check_input_size(model, model_name, image_size, pretrained=True)
+    log.info("timm/%s: loaded %d tensors from %s; head re-initialised: %s; input conv adapted: %s",
+             model_name, report.num_loaded, report.path, report.skipped or "no", report.adapted or "no")
     return model

@@ -1,15 +1,16 @@
-"""Pretrained weights: a local file, the local Hugging Face cache, or (online) a download into that cache.
+"""Pretrained weights: which file, and reading it; timm does the loading.
 
 Where `pretrained: true` looks, in order (`resolve_pretrained`): `model.weights` (a local file); the
 HF cache entry of timm's `pretrained_cfg["hf_hub_id"]` (HF_HUB_CACHE / HF_HOME, read at call time);
 then, unless HF_HUB_OFFLINE=1, huggingface_hub's normal `hf_hub_download` into that same cache (what
 `timm.create_model(..., pretrained=True)` does). Nothing found -> one error saying where to put the file.
 
-A file may be a timm/HF `.safetensors`, a `.pth`/`.pt`/`.bin` state_dict (read with
-`torch.load(weights_only=True)`, so it cannot run code), or a cnnsweep `checkpoint.pt` (its `model`
-entry). The classifier is skipped when its shape differs (another number of classes) and keeps its
-fresh initialisation; a first conv saved for 3 channels is adapted to 1 channel by timm's
-`adapt_input_conv` (summing the RGB filters). Any other mismatch is an error, not a silent partial load.
+A file may be a timm/HF `.safetensors`, a `.pth`/`.pt`/`.bin` state_dict, or a cnnsweep `checkpoint.pt`
+(its `model` entry), read by timm's `load_state_dict` (safetensors, or `torch.load(weights_only=True)`,
+so it cannot run code; DDP / torch.compile prefixes removed). timm's `load_pretrained` then drops a
+classifier of another size (it keeps its fresh initialisation) and adapts a 3-channel input conv to 1
+channel. What is left here: clear errors, and refusing a partial load (timm loads non-strictly once
+the head is dropped, so weights for another architecture would otherwise load nothing, silently).
 """
 
 from __future__ import annotations
@@ -27,13 +28,12 @@ from cnnsweep.models.registry import ModelError
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes on the HF hub
-_PREFIXES = ("module.", "_orig_mod.")  # added by DDP and torch.compile wrappers
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spellings of a true environment flag
 
 
 @dataclass
 class LoadedWeights:
-    """What `load_weights` did, for the run log."""
+    """What was loaded, for the run log."""
 
     path: str
     num_loaded: int
@@ -42,80 +42,80 @@ class LoadedWeights:
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a weights file into a flat {name: tensor} dict on the CPU."""
+    """Read a weights file into a flat {name: tensor} dict on the CPU (timm's reader, weights only)."""
+    from timm.models import load_state_dict
+
     p = Path(path).expanduser()
     if not p.is_file():
         raise ModelError(f"model.weights: file not found: {p}")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        sd = load_file(str(p), device="cpu")
-    elif p.suffix in TORCH_SUFFIXES:
-        try:
-            sd = torch.load(p, map_location="cpu", weights_only=True)  # no code execution
-        except Exception as err:  # noqa: BLE001 - unpickling errors have many types
-            raise ModelError(f"model.weights: cannot read {p} as a weights-only torch file: {err}") from None
-    else:
+    if p.suffix != ".safetensors" and p.suffix not in TORCH_SUFFIXES:
         raise ModelError(f"model.weights: {p} must end in .safetensors, {', '.join(TORCH_SUFFIXES)}")
-    return _unwrap(sd, p)
-
-
-def _unwrap(sd: object, path: Path) -> dict[str, torch.Tensor]:
-    for key in ("state_dict", "model"):  # training checkpoints (timm's, cnnsweep's) nest the weights
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
+    try:
+        sd = load_state_dict(str(p), use_ema=False, weights_only=True)  # no code execution
+    except Exception as err:  # noqa: BLE001 - unpickling / safetensors errors have many types
+        raise ModelError(f"model.weights: cannot read {p} as safetensors or a weights-only torch file: "
+                         f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ModelError(f"model.weights: {path} does not hold a state_dict of tensors")
-    out = {}
-    for name, tensor in sd.items():
-        for prefix in _PREFIXES:
-            name = name.removeprefix(prefix)
-        out[name] = tensor
-    return out
+        raise ModelError(f"model.weights: {p} does not hold a state_dict of tensors")
+    return sd
 
 
-def module_name(model: nn.Module, module: nn.Module) -> str:
-    return next(n for n, m in model.named_modules() if m is module)
+def source_cfg(sd: dict[str, torch.Tensor], classifier: str, first_conv: Optional[str],
+               image_size: tuple[int, ...] = (224, 224)) -> dict:
+    """The `pretrained_cfg` entries with which timm's `load_pretrained` describes this file: its number
+    of classes (a head of another size is dropped) and of input channels (the input conv is adapted;
+    read off a plain, ungrouped stem conv). `image_size` is only recorded, never used to load."""
+    head, stem = sd.get(f"{classifier}.weight"), sd.get(f"{first_conv}.weight")
+    channels = stem.shape[1] if stem is not None and stem.ndim == 4 else 3
+    return {"classifier": classifier, "first_conv": first_conv,
+            "num_classes": -1 if head is None else head.shape[0], "input_size": (channels, *image_size)}
+
+
+def check_complete(model: nn.Module, shapes: dict[str, torch.Size], cfg: dict, path: str | Path) -> LoadedWeights:
+    """After timm's load (non-strict once it drops the head): every model tensor came from the file,
+    bar a dropped head, and the file had nothing the model lacks; else ModelError (another architecture)."""
+    own = model.state_dict()
+    head = [k for k in own if k.startswith(cfg["classifier"] + ".")]
+    skipped = head if cfg["num_classes"] != own[f"{cfg['classifier']}.weight"].shape[0] else []
+    missing = sorted(set(own) - set(shapes) - set(skipped))
+    unexpected = sorted(set(shapes) - set(own))
+    if missing or unexpected:
+        raise ModelError(f"model.weights: {path} does not match the model: {len(missing)} missing "
+                         f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    stem = f"{cfg['first_conv']}.weight"
+    adapted = [stem] if stem in shapes and shapes[stem] != own[stem].shape else []
+    return LoadedWeights(str(path), len(shapes) - len(skipped), skipped, adapted)
+
+
+def mismatch_error(path: str | Path, err: Exception) -> ModelError:
+    """timm's load raised (a tensor of another shape, an inconsistent stem): say which file."""
+    detail = " ".join(line.strip() for line in str(err).splitlines() if line.strip())[:400]
+    return ModelError(f"model.weights: {path} does not match the model (weights for another "
+                      f"architecture?): {detail}")
 
 
 def _first_conv(model: nn.Module) -> Optional[str]:
     return next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
 
 
-def _reconcile(model: nn.Module, sd: dict[str, torch.Tensor], report: LoadedWeights) -> dict:
-    """Drop a differently shaped head, adapt the input conv; refuse any other shape mismatch."""
-    from timm.models import adapt_input_conv
-
-    own = model.state_dict()
-    head = module_name(model, model.get_classifier()) + "."
-    first = (_first_conv(model) or "") + ".weight"
-    out = {}
-    for name, tensor in sd.items():
-        target = own.get(name)
-        if target is None or target.shape == tensor.shape:
-            out[name] = tensor
-        elif name.startswith(head):
-            report.skipped.append(name)
-        elif name == first and tensor.shape[0] == target.shape[0] and tensor.shape[2:] == target.shape[2:]:
-            out[name] = adapt_input_conv(target.shape[1], tensor)
-            report.adapted.append(name)
-        else:
-            raise ModelError(f"model.weights: {report.path}: {name} has shape {tuple(tensor.shape)}, "
-                             f"the model needs {tuple(target.shape)} (weights for another architecture?)")
-    return out
-
-
 def load_weights(model: nn.Module, path: str | Path) -> LoadedWeights:
-    """Load a local weights file into `model` (see module doc). The model needs `get_classifier()`."""
-    report = LoadedWeights(path=str(path), num_loaded=0)
-    sd = _reconcile(model, load_state_dict_file(path), report)
-    result = model.load_state_dict(sd, strict=False)
-    missing = [k for k in result.missing_keys if k not in report.skipped]
-    if missing or result.unexpected_keys:
-        raise ModelError(f"model.weights: {path} does not match the model: {len(missing)} missing "
-                         f"(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected "
-                         f"(e.g. {result.unexpected_keys[:3]})")
-    report.num_loaded = len(sd)
+    """Load a local weights file into any model with `get_classifier()` (the cnn family; timm models
+    load at creation, timm_models.py), through timm's `load_pretrained` (see module doc)."""
+    from timm.models import load_pretrained
+
+    sd = load_state_dict_file(path)
+    shapes = {k: v.shape for k, v in sd.items()}
+    classifier = next(n for n, m in model.named_modules() if m is model.get_classifier())
+    first = _first_conv(model)
+    cfg = source_cfg(sd, classifier, first)
+    own = model.state_dict()
+    in_chans = own[f"{first}.weight"].shape[1] if first else 3
+    report = check_complete(model, shapes, cfg, path)  # keys are known before loading: refuse first
+    try:
+        load_pretrained(model, dict(cfg, state_dict=sd), num_classes=own[f"{classifier}.weight"].shape[0],
+                        in_chans=in_chans)
+    except RuntimeError as err:
+        raise mismatch_error(path, err) from None
     return report
 
 

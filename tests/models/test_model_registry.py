@@ -91,3 +91,16 @@ def test_cnn_weights_from_a_local_file(tmp_path):
     model = build_model(ModelConfig(width=4, weights=str(tmp_path / "checkpoint.pt")), 4, 1, 8)
     assert torch.equal(model.stages[0].conv1.weight, source.stages[0].conv1.weight)
     assert model.head.fc.out_features == 4  # other classes: the head keeps its fresh init
+
+
+def test_cnn_rgb_weights_adapt_to_one_channel_and_other_architectures_are_refused(tmp_path):
+    from cnnsweep.models import load_weights
+
+    source = build_model(ModelConfig(width=4), 10, 3, 8)
+    torch.save(source.state_dict(), tmp_path / "rgb.pth")
+    model = build_model(ModelConfig(width=4), 4, 1, 8)
+    report = load_weights(model, tmp_path / "rgb.pth")
+    assert report.adapted == ["stages.0.conv1.weight"] and report.skipped == ["head.fc.weight", "head.fc.bias"]
+    torch.testing.assert_close(model.stages[0].conv1.weight, source.stages[0].conv1.weight.sum(1, keepdim=True))
+    with pytest.raises(ModelError, match="does not match"):
+        load_weights(build_model(ModelConfig(width=8), 4, 3, 8), tmp_path / "rgb.pth")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 import time
 
 import pytest
@@ -203,3 +204,56 @@ def test_input_size_checks_name_data_image_size(caplog):
     net.pretrained_cfg = {"input_size": (3, 224, 224), "fixed_input_size": True}
     with pytest.raises(ModelError, match="need 224x224 inputs; set data.image_size: 224"):
         check_input_size(net, "vit", 32, pretrained=True)
+
+
+def test_timm_loads_the_weights(tmp_path, monkeypatch):
+    """Reading, head reset and input-conv adaptation are timm's (`load_pretrained`), not ours; the
+    state dict handed to timm is not kept on the model afterwards (no second copy of the weights)."""
+    import timm.models._builder as builder
+
+    calls, real = [], builder.load_pretrained
+    monkeypatch.setattr(builder, "load_pretrained", lambda *a, **k: calls.append(k) or real(*a, **k))
+    saved = _source_weights()
+    save_file(saved, str(tmp_path / "w.safetensors"))
+    model = build_model(ModelConfig(name=f"timm/{ARCH}", weights=str(tmp_path / "w.safetensors")), 5, 1, 32)
+    assert len(calls) == 1
+    assert "state_dict" not in model.pretrained_cfg
+    torch.testing.assert_close(model.conv1[0].weight, saved["conv1.0.weight"].sum(1, keepdim=True))
+
+
+def test_corrupt_weights_file_is_a_model_error(tmp_path):
+    (tmp_path / "w.pth").write_bytes(b"not a torch file")
+    (tmp_path / "w.safetensors").write_bytes(b"not a safetensors file")
+    for name in ("w.pth", "w.safetensors"):
+        with pytest.raises(ModelError, match="cannot read"):
+            build_model(ModelConfig(name=f"timm/{ARCH}", weights=str(tmp_path / name)), 5, 3, 32)
+
+
+def test_backbone_tensor_of_another_shape_is_refused(tmp_path):
+    """Same keys, but a backbone tensor of another shape: an error, not a partial load."""
+    saved = _source_weights()
+    saved["conv1.0.weight"] = saved["conv1.0.weight"][:, :, :1, :1].clone()
+    save_file(saved, str(tmp_path / "w.safetensors"))
+    with pytest.raises(ModelError, match="does not match"):
+        build_model(ModelConfig(name=f"timm/{ARCH}", weights=str(tmp_path / "w.safetensors")), 5, 3, 32)
+
+
+REAL_WEIGHTS = Path(__file__).resolve().parents[2] / ".." / "shared" / "weights" / "tf_efficientnet_lite0.in1k.pth"
+
+
+@pytest.mark.skipif(not REAL_WEIGHTS.is_file(), reason=f"real ImageNet weights not present at {REAL_WEIGHTS}")
+@pytest.mark.parametrize("channels", [3, 1])
+def test_real_efficientnet_lite0_weights(channels):
+    """The shipped ImageNet file: every backbone tensor equals the file's; the head is re-initialised."""
+    saved = torch.load(REAL_WEIGHTS, map_location="cpu", weights_only=True)
+    model = build_model(ModelConfig(name="timm/tf_efficientnet_lite0", pretrained=True,
+                                    weights=str(REAL_WEIGHTS)), 43, channels, 64)
+    own = model.state_dict()
+    assert set(own) == set(saved)
+    for name, tensor in own.items():
+        if name.startswith("classifier."):
+            assert tensor.shape[0] == 43, name
+        elif name == "conv_stem.weight" and channels == 1:
+            torch.testing.assert_close(tensor, saved[name].sum(1, keepdim=True))
+        else:
+            assert torch.equal(tensor, saved[name]), name
