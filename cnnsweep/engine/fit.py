@@ -20,7 +20,7 @@ from cnnsweep.data import DeviceBatches, ImageDataset, build_epoch_indices, clas
 from cnnsweep.engine.amp import build_scaler, resolve_amp
 from cnnsweep.engine.evaluate import evaluate
 from cnnsweep.engine.hooks import FitHooks
-from cnnsweep.engine.optim import build_optimizer, build_scheduler
+from cnnsweep.engine.optim import build_optimizer, build_scheduler, split_weight_decay
 from cnnsweep.engine.seed import seed_everything, seed_rank_stream
 from cnnsweep.engine.step import StepState, train_step
 from cnnsweep.models import BackboneWarmup, build_model, param_groups
@@ -82,8 +82,8 @@ def _build_run(cfg: RunConfig, dataset: ImageDataset, hooks: FitHooks) -> _Run:
     num_classes = len(dataset.class_names)
     model = build_model(cfg.model, num_classes, preprocess.in_channels, preprocess.image_size).to(device)
     batches = _build_batches(cfg, *splits["train"], hooks)
-    optimizer = build_optimizer(param_groups(model, cfg.model, cfg.train.lr, cfg.optim.backbone_lr_scale),
-                                cfg.optim, cfg.train.lr)
+    groups = param_groups(model, cfg.model, cfg.train.lr, cfg.optim.backbone_lr_scale)
+    optimizer = build_optimizer(split_weight_decay(model, groups, cfg.optim.weight_decay), cfg.optim, cfg.train.lr)
     scheduler = build_scheduler(optimizer, cfg.sched, epochs=cfg.train.epochs, steps_per_epoch=len(batches))
     amp = resolve_amp(cfg.train.amp, device)
     weight = class_weights(splits["train"][1], num_classes) if cfg.data.balance == "class_weights" else None

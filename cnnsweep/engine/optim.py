@@ -6,12 +6,35 @@ import math
 from typing import Iterable
 
 import torch
+from torch import nn
 
 from cnnsweep.config import OptimConfig, SchedConfig
 
 
+def split_weight_decay(model: nn.Module, param_groups: Iterable[dict], weight_decay: float) -> list[dict]:
+    """Each group in two: weight decay 0 for what timm's `param_groups_weight_decay` exempts (1-D
+    parameters: normalisation scales/shifts and biases, plus the model's `no_weight_decay()` names),
+    `weight_decay` for the rest. Decay pulls BatchNorm scales toward 0, which only fights the next
+    layer's rescaling, and biases do not grow with the input, so decaying them is pure regularisation
+    noise. The halves keep their group's name and lr."""
+    from timm.optim import param_groups_weight_decay
+
+    skip = getattr(model, "no_weight_decay", lambda: set())()
+    exempt = {id(p) for g in param_groups_weight_decay(model, weight_decay, no_weight_decay_list=skip)
+              if g["weight_decay"] == 0.0 for p in g["params"]}
+    out = []
+    for group in param_groups:
+        params = list(group["params"])
+        for decay, chosen in ((weight_decay, [p for p in params if id(p) not in exempt]),
+                              (0.0, [p for p in params if id(p) in exempt])):
+            if chosen:
+                out.append({**group, "params": chosen, "weight_decay": decay})
+    return out
+
+
 def build_optimizer(param_groups: Iterable[dict], cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    """param_groups: from `cnnsweep.models.param_groups` (backbone groups carry a smaller lr)."""
+    """param_groups: from `cnnsweep.models.param_groups` (backbone groups carry a smaller lr), split by
+    `split_weight_decay` (groups that carry their own weight_decay keep it)."""
     groups = list(param_groups)
     for g in groups:
         g.setdefault("lr", lr)

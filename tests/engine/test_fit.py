@@ -189,6 +189,8 @@ def test_unfrozen_backbone_learns_at_the_scaled_lr(digits, pretrained_file):
     run = _build_run(_fine_tune(pretrained_file), digits, LocalHooks())
     lrs = {g["name"]: g["max_lr"] for g in run.step.optimizer.param_groups}  # one-cycle peaks
     assert lrs == pytest.approx({"head": 3e-3, "backbone": 3e-4})
+    for g in run.step.optimizer.param_groups:  # norm and bias parameters are never decayed
+        assert all(p.ndim > 1 for p in g["params"]) if g["weight_decay"] else all(p.ndim <= 1 for p in g["params"])
 
 
 @pytest.mark.parametrize("resume_epoch, backbone_moves", [(0, False), (1, True)])
