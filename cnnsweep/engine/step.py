@@ -92,8 +92,39 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item())
 
 
-def _average_gradients(model: nn.Module) -> None:
-    """What DDP's backward would have done: every rank ends with the mean gradient over ranks.
+BUCKET_CAP_BYTES = 25 * 2**20  # DDP's default bucket_cap_mb: big enough to amortise a collective's latency
+
+
+def _buckets(tensors: list[torch.Tensor], cap_bytes: int) -> list[list[torch.Tensor]]:
+    """Consecutive runs of same-dtype, same-device tensors of at most `cap_bytes` (a larger tensor alone)."""
+    out: list[list[torch.Tensor]] = []
+    size = 0
+    for t in tensors:
+        nbytes = t.numel() * t.element_size()
+        last = out[-1] if out else None
+        if last is None or size + nbytes > cap_bytes or (last[0].dtype, last[0].device) != (t.dtype, t.device):
+            out.append([])
+            size = 0
+        out[-1].append(t)
+        size += nbytes
+    return out
+
+
+def _flat_collective(tensors: list[torch.Tensor], collective: Callable, cap_bytes: int) -> None:
+    """Run `collective(flat, async_op=True)` once per bucket, all buckets in flight, then copy back."""
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    flats = [(bucket, _flatten_dense_tensors(bucket)) for bucket in _buckets(tensors, cap_bytes)]
+    for work in [collective(flat, async_op=True) for _, flat in flats]:
+        work.wait()
+    for bucket, flat in flats:
+        for t, reduced in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
+            t.copy_(reduced)
+
+
+def _average_gradients(model: nn.Module, cap_bytes: int = BUCKET_CAP_BYTES) -> None:
+    """What DDP's backward would have done: every rank ends with the mean gradient over ranks, reduced
+    in ~25 MiB buckets (one all-reduce each, not one per parameter: each collective has a fixed cost).
     Then rank 0's buffers (BatchNorm statistics) are broadcast, as DDP does before a synced forward."""
     world = dist.get_world_size()
     grads = []
@@ -102,12 +133,11 @@ def _average_gradients(model: nn.Module) -> None:
             if p.grad is None:  # unused on this step: contributes zeros, like DDP
                 p.grad = torch.zeros_like(p)
             grads.append(p.grad)
-    for work in [dist.all_reduce(g, async_op=True) for g in grads]:
-        work.wait()
     for g in grads:
-        g.div_(world)
-    for work in [dist.broadcast(b, 0, async_op=True) for b in model.buffers()]:
-        work.wait()
+        g.div_(world)  # before the sum: fp16 gradients would overflow sooner after it
+    _flat_collective(grads, dist.all_reduce, cap_bytes)
+    _flat_collective(list(model.buffers()), lambda t, async_op: dist.broadcast(t, 0, async_op=async_op),
+                     cap_bytes)
 
 
 def _apply_update(state: StepState) -> None:

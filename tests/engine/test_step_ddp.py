@@ -1,4 +1,5 @@
-"""train_step under DDP (2 gloo processes): an OOM on one rank only is agreed on by all ranks.
+"""train_step under DDP (2 gloo processes): an OOM on one rank only is agreed on by all ranks, and the
+bucketed gradient reduction leaves every rank with the mean of the ranks' gradients.
 
 Before: each rank halved its own micro-batch, so the ranks ran different micro-steps; an OOM inside
 the synced backward left DDP's reducer mid-reduction ("Expected to have finished reduction in the
@@ -19,6 +20,7 @@ from torch import nn
 
 from cnnsweep.config import OptimConfig, SchedConfig
 from cnnsweep.engine import StepState, build_optimizer, build_scaler, build_scheduler, resolve_amp, train_step
+from cnnsweep.engine.step import _average_gradients
 
 WORLD = 2
 OOM_RANK, OOM_ABOVE = 1, 8  # rank 1 runs out of memory for micro-batches above 8 samples
@@ -77,6 +79,24 @@ def _state(model, micro_batch) -> StepState:
 
 
 WHERE = ("forward", "backward")  # where the memory runs out; one spawn runs both scenarios
+CAPS = (1, 25 * 2**20)  # bucket caps in bytes: every tensor in a bucket of its own; all in one bucket
+UNUSED = "conv.bias"  # left without a gradient on rank 1: it must count as zeros there, as in DDP
+
+
+def _reduced_gradients(rank: int) -> dict:
+    """Per cap: this rank's own gradients, then what `_average_gradients` made of them."""
+    out = {}
+    for cap in CAPS:
+        net = _Net(None, "none")
+        x, y = _batch(rank)
+        nn.functional.cross_entropy(net(_norm(x)), y).backward()
+        if rank == 1:
+            net.conv.bias.grad = None
+        own = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+        _average_gradients(net, cap_bytes=cap)
+        out[cap] = {"own": own, "reduced": {n: p.grad.clone() for n, p in net.named_parameters()},
+                    "buffers": {n: b.clone() for n, b in net.named_buffers()}}
+    return out
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
@@ -93,6 +113,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             torch.save({"micro_batch": state.micro_batch, "retries": state.num_oom_retries,
                         "params": {k: v.detach().clone() for k, v in net.state_dict().items()}},
                        os.path.join(out_dir, f"{where}_rank{rank}.pt"))
+        torch.save(_reduced_gradients(rank), os.path.join(out_dir, f"grads_rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -108,7 +129,8 @@ def ddp_results(tmp_path_factory, timeout_s: float = 120):
             for p in ctx.processes:
                 p.kill()
             pytest.fail(f"DDP workers hung for {timeout_s} s (mismatched collectives)")
-    return {w: [torch.load(tmp / f"{w}_rank{r}.pt", weights_only=True) for r in range(WORLD)] for w in WHERE}
+    return {w: [torch.load(tmp / f"{w}_rank{r}.pt", weights_only=True) for r in range(WORLD)]
+            for w in (*WHERE, "grads")}
 
 
 def _reference_params():
@@ -134,3 +156,17 @@ def test_oom_on_one_rank_is_agreed_by_all_ranks(ddp_results, where):
     for name, value in results[0]["params"].items():
         torch.testing.assert_close(results[1]["params"][name], value, msg=name)  # same model on both ranks
         torch.testing.assert_close(value, ref[name], rtol=1e-5, atol=1e-6, msg=name)  # = mean gradient
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cap", CAPS)
+def test_bucketed_reduction_gives_the_mean_gradient(ddp_results, cap):
+    ranks = [r[cap] for r in ddp_results["grads"]]
+    for name, reduced in ranks[0]["reduced"].items():
+        own = [r["own"].get(name, torch.zeros_like(reduced)) for r in ranks]  # no gradient counts as 0
+        mean = sum(own) / WORLD
+        assert not torch.equal(own[0], own[1]), name  # the ranks saw different data
+        for r in ranks:
+            torch.testing.assert_close(r["reduced"][name], mean, rtol=1e-6, atol=1e-7, msg=name)
+    for name, buf in ranks[0]["buffers"].items():  # rank 0's BatchNorm statistics on every rank
+        assert torch.equal(ranks[1]["buffers"][name], buf), name
