@@ -34,19 +34,24 @@ KEEP_ALIVE_S = 5  # idle keep-alive connections close after this, seconds (uvico
 MAX_HEAD_BYTES = 64 * 1024
 
 
+class HeadTooLarge(Exception):
+    """Raised from httptools' header callbacks: the parser stops, uvicorn answers through send_400_response."""
+
+
 class GuardedHttpProtocol(AutoHTTPProtocol):
     """uvicorn's HTTP protocol plus what it lacks: each request head (request line + headers) must
     arrive within `head_timeout_s` of its first byte (a new connection: of connecting), else 408 and
-    close; it may be at most MAX_HEAD_BYTES, else 431 and close; and uvicorn's own plain-text 400s for
-    malformed requests (bad Content-Length, bad chunking) are `{"error": ...}` JSON. uvicorn waits for a
-    head forever, so a client that connects and drips (or sends nothing) would hold a connection;
-    the app's deadline (`request_timeout_s`) only starts once the head is in."""
+    close; it may be at most MAX_HEAD_BYTES, else 431 and close (h11, if httptools is missing, caps
+    heads itself at 16 KiB); and uvicorn's own plain-text 400s for malformed requests (bad
+    Content-Length, bad chunking) are `{"error": ...}` JSON. uvicorn waits for a head forever, so a
+    client that connects and drips (or sends nothing) would hold a connection; the app's deadline
+    (`request_timeout_s`) only starts once the head is in."""
 
     head_timeout_s: float = 10.0  # set per server by `guarded_protocol`
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._head_bytes = 0
+        self._head_bytes, self._head_begun, self._too_large = 0, False, False
         self._head_timer: Optional[asyncio.TimerHandle] = None
         self._arm_head_timer()
 
@@ -60,15 +65,33 @@ class GuardedHttpProtocol(AutoHTTPProtocol):
             return
         if self._serving():  # the head is complete: from here the app's deadline bounds the request
             self._cancel_head_timer()
-            self._head_bytes = 0
+            self._head_begun = False
             return
-        if not self._leftover_body():
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                return self._answer_and_close(431, f"request head is over {MAX_HEAD_BYTES:,} bytes")
+        self._head_begun = self._head_begun or not self._leftover_body()
         self._arm_head_timer()
 
+    # httptools' parser callbacks: count the head as it is parsed
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count_head(self, n: int) -> None:
+        self._head_bytes += n
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._too_large = True
+            raise HeadTooLarge
+
     def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            return self._answer_and_close(431, f"request head is over {MAX_HEAD_BYTES:,} bytes")
         self._answer_and_close(400, f"malformed HTTP request ({msg.rstrip('.')})")
 
     def _serving(self) -> bool:
@@ -91,7 +114,7 @@ class GuardedHttpProtocol(AutoHTTPProtocol):
         self._head_timer = None
         if self.transport.is_closing() or self._serving():
             return
-        if self._head_bytes and not self._leftover_body():  # a head was begun: say why it is dropped
+        if self._head_begun:  # say why the request is dropped
             return self._answer_and_close(408, f"request head not received within {self.head_timeout_s:g} s")
         self.transport.close()  # nothing begun (or an answered request's body): nobody to tell
 

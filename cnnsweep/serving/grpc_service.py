@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable
 
+import grpc
+
 from cnnsweep.serving import grpc_protocol as gp
 from cnnsweep.serving.http_app import INLINE_BODY_BYTES, Hub
 
@@ -18,14 +20,19 @@ METHODS = ("ModelInfer", "ModelMetadata", "ModelReady", "ServerLive", "ServerRea
 SERVICER_FUNCTION = "tritonclient.grpc.service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server"
 
 
-async def answer(method: str, context: Any, call: Callable[[], Awaitable[Any]]) -> Any:
-    """`await call()`, or, on a GrpcError, its code and message on `context` and an empty reply."""
+async def answer(method: str, context: Any, call: Callable[[], Awaitable[Any]], timeout_s: float) -> Any:
+    """`await call()`, or, on a GrpcError, its code and message on `context` and an empty reply; past
+    `timeout_s` seconds, DEADLINE_EXCEEDED (the whole message is in before a method runs, so this bounds
+    the work, like the HTTP app's request_timeout_s; Serve's gRPC proxy has its own deadline)."""
     try:
-        return await call()
+        return await asyncio.wait_for(call(), timeout_s)
     except gp.GrpcError as err:
         context.set_code(err.code)
         context.set_details(err.message)
-        return gp.empty_response(method)
+    except asyncio.TimeoutError:
+        context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+        context.set_details(f"{method} not answered within {timeout_s:g} s (request_timeout_s)")
+    return gp.empty_response(method)
 
 
 class GrpcService:
@@ -62,7 +69,7 @@ class GrpcService:
     async def call(self, method: str, request, context) -> Any:
         """Run gRPC method `method` (e.g. "ModelInfer") on `request`."""
         handler = getattr(self, _snake(method))
-        return await answer(method, context, lambda: handler(request))
+        return await answer(method, context, lambda: handler(request), self.hub.settings.request_timeout_s)
 
 
 def _snake(method: str) -> str:

@@ -17,9 +17,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from cnnsweep.serving.body import read_body
-from cnnsweep.serving.errors import HttpError
+from cnnsweep.serving.errors import HttpError, bad_request
 from cnnsweep.serving.images import IMAGE_CONTENT_TYPES, load_pixels, open_image
 from cnnsweep.serving.model import VERSION, ServedModel
 from cnnsweep.serving.protocol import HEADER_LENGTH, InferRequest, model_input, parse_infer_request
@@ -98,7 +99,12 @@ async def read_upload(request: Request, settings: ServeSettings) -> bytes:
     async def replay() -> dict:  # the body was already read (with the size cap); hand it to the parser
         return {"type": "http.request", "body": body, "more_body": False}
 
-    form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
+    try:
+        form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
+    except MultiPartException as exc:  # raised as is outside FastAPI (the fast front), as a 400 inside
+        raise bad_request(f"multipart body: {exc.message}") from None
+    except StarletteHTTPException as exc:
+        raise bad_request(f"multipart body: {exc.detail}") from None
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise HttpError(400, "multipart body needs a file field named `file` (curl -F file=@img.png)")

@@ -15,9 +15,9 @@ import math
 from typing import Any, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from cnnsweep.serving.body import parse_json
+from cnnsweep.serving.body import declared_int, parse_json
 from cnnsweep.serving.errors import HttpError, bad_request
 from cnnsweep.serving.model import ServedModel
 from cnnsweep.serving.settings import ServeSettings
@@ -26,12 +26,13 @@ HEADER_LENGTH = "inference-header-content-length"
 DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
 INPUT_NAMES = ("input", "image")  # FP32 normalized, UINT8 raw pixels
 MAX_DIMS = 4  # N x C x H x W or N x H x W x C (N x H x W gray): numpy itself fails above 64 dims
+INT64_MAX = 2 ** 63 - 1  # the protocol's dimensions are int64 (gRPC's shape field is one)
 
 
 class InferInput(BaseModel):
     model_config = ConfigDict(extra="ignore")
     name: str
-    shape: list[int]
+    shape: list[StrictInt]  # strict: true, 1.0 and "1" are not dimensions
     datatype: str
     parameters: Optional[dict[str, Any]] = None
     data: Optional[list[Any]] = None
@@ -58,9 +59,9 @@ def parse_infer_request(body: bytes, header_length: Optional[str], max_depth: in
     """(request, binary tail) from a JSON body, or a JSON header + binary tensors (Triton extension)."""
     split = len(body)
     if header_length is not None:
-        if not header_length.strip().isdigit() or not 0 < int(header_length) <= len(body):
+        split = declared_int("Inference-Header-Content-Length", header_length)
+        if not 0 < split <= len(body):
             raise bad_request(f"Inference-Header-Content-Length {header_length!r} must be 1..{len(body)}")
-        split = int(header_length)
     raw = parse_json(body[:split], max_depth)
     if not isinstance(raw, dict):
         raise bad_request("inference request must be a JSON object with `inputs`")
@@ -109,6 +110,8 @@ def check_tensor_header(name: str, datatype: str, shape: list[int], max_values: 
     if any(d < 0 for d in shape):
         raise bad_request(f"input {name!r}: shape {list(shape)} has a negative dimension")
     count = math.prod(shape)
+    if count > INT64_MAX or max(shape) > INT64_MAX:  # not a big tensor: no tensor at all
+        raise bad_request(f"input {name!r}: shape {list(shape)} does not fit int64 (dimensions or their product)")
     if count > max_values:
         raise HttpError(413, f"input {name!r}: shape {list(shape)} is {count:,} values; the limit is {max_values:,}")
     return dtype, count

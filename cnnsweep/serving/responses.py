@@ -81,7 +81,9 @@ def _output(spec: RequestedOutput, logits: np.ndarray, model: ServedModel, binar
 
 def infer_response(req: InferRequest, model: ServedModel, logits: np.ndarray) -> tuple[bytes, Optional[int]]:
     """(body, JSON header length or None). A header length means Triton binary: JSON, then raw tensors."""
-    binary_default = bool((req.parameters or {}).get("binary_data_output", False))
+    binary_default = (req.parameters or {}).get("binary_data_output", False)
+    if not isinstance(binary_default, bool):  # bool("false") is True: never guess
+        raise bad_request(f"parameters.binary_data_output must be true or false, got {binary_default!r}")
     specs = req.outputs or [RequestedOutput(name=OUTPUT)]
     if len({s.name for s in specs}) != len(specs):
         raise bad_request("each output may be requested once")
