@@ -98,9 +98,10 @@ class ModelConfig(Section):
     """The fields every model family has. `model.name` picks the family (MODEL_FAMILIES) and with it the
     section class, which adds the family's own fields; `ModelConfig(**fields)` builds that class too."""
 
-    name: str = Field(DEFAULT_MODEL, description="cnn (the custom family) or timm/<architecture>")
+    name: str = Field(DEFAULT_MODEL, description="cnn (the custom family), timm/<architecture> or "
+                      "torchvision/<architecture>")
     pretrained: bool = Field(False, description="load pretrained backbone weights (model.weights, else the "
-                             "Hugging Face cache); the cnn family has none published")
+                             "Hugging Face cache; for torchvision, torch hub's cache); the cnn family has none published")
     weights: Optional[str] = Field(None, description="local .safetensors/.pth/checkpoint file of weights; "
                                    "null = the family's published weights")
     freeze: Literal["none", "backbone", "stages"] = Field("none", description="keep parameters fixed: none, "
@@ -167,9 +168,18 @@ class TimmModelConfig(ModelConfig):
                       "(timm.list_models()), e.g. timm/resnet18")
 
 
+class TorchvisionModelConfig(ModelConfig):
+    """`torchvision/<architecture>`: a torchvision classification model (cnnsweep/models/torchvision_models.py)."""
+
+    name: str = Field(..., pattern=r"^torchvision/\S+$", description="torchvision/ + a torchvision "
+                      "classification architecture (torchvision.models.list_models()), e.g. "
+                      "torchvision/squeezenet1_1")
+
+
 # Model families: `model.name` picks one, by its whole name (`cnn`) or its prefix (`timm/<arch>`). A
 # family is its section class here plus a factory registered under the same key in cnnsweep.models.
-MODEL_FAMILIES: dict[str, type[ModelConfig]] = {"cnn": CNNModelConfig, "timm/": TimmModelConfig}
+MODEL_FAMILIES: dict[str, type[ModelConfig]] = {"cnn": CNNModelConfig, "timm/": TimmModelConfig,
+                                                "torchvision/": TorchvisionModelConfig}
 
 
 def model_family(name: Any) -> Optional[str]:
@@ -316,7 +326,7 @@ def _model_error(e: Any) -> Optional[tuple[str, str]]:
         return None
     if e["type"] == "model_family":
         if not isinstance(e["input"], dict):
-            return "model", "must be a mapping of model fields (name: cnn or timm/<name>, ...)"
+            return "model", "must be a mapping of model fields (name: cnn, timm/<name> or torchvision/<name>, ...)"
         return "model.name", _unknown_model(e["input"].get("name"))
     if len(loc) < 3 or loc[1] not in MODEL_FAMILIES:
         return None

@@ -93,7 +93,8 @@ def match_name(name: str, keys: Any) -> Optional[str]:
 
 DATASETS: Registry[Callable[..., Any]] = Registry(
     "dataset", shipped=("digits", "gtsrb", "gtsrb_pickle", "image_folder", "mnist"), package="cnnsweep.data")
-MODELS: Registry[Callable[..., Any]] = Registry("model", shipped=("cnn", "timm/"), package="cnnsweep.models")
+MODELS: Registry[Callable[..., Any]] = Registry("model", shipped=("cnn", "timm/", "torchvision/"),
+                                                  package="cnnsweep.models")
 BALANCE_METHODS: Registry[Callable[..., Any]] = Registry(
     "balance method", shipped=("none", "class_weights", "sampler", "undersample", "oversample", "oversample_augment"),
     package="cnnsweep.data.balance")

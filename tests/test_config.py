@@ -24,7 +24,7 @@ def test_defaults_are_valid():
     ({"train": {"lrr": 1}}, "train.lrr: unknown key"),
     ({"bogus": {}}, "bogus: unknown key"),
     ({"model": {"activation": "swish"}}, "model.activation"),
-    ({"model": {"name": "resnet"}}, "model.name: unknown model 'resnet'; registered: cnn, timm/<name>"),
+    ({"model": {"name": "resnet"}}, "model.name: unknown model 'resnet'; registered: cnn, timm/<name>, torchvision/<name>"),
     ({"data": {"balance": "magic"}}, "data.balance"),
     ({"augment": {"rotation": 400}}, "augment.rotation"),
     ({"scaling": {"num_workers": 0}}, "scaling.num_workers"),

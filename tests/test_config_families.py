@@ -23,7 +23,7 @@ def test_the_name_picks_the_family_section():
     assert not hasattr(cfg.model, "num_stages")
     assert model_family("timm/resnet18") == "timm/" and model_family("cnn") == "cnn"
     assert model_family("timm/") is None and model_family("vgg") is None
-    assert set(MODEL_FAMILIES) == {"cnn", "timm/"}
+    assert set(MODEL_FAMILIES) == {"cnn", "timm/", "torchvision/"}
 
 
 def test_model_config_builds_the_family_section():
@@ -37,7 +37,7 @@ def test_model_config_builds_the_family_section():
     ({"name": "timm/resnet18", "num_stages": 3}, "model.num_stages: not a field of timm models"),
     ({"name": "timm/resnet18", "dropout": 0.3}, "model.dropout: not a field of timm models"),
     ({"name": "cnn", "nope": 1}, "model.nope: not a field of cnn models"),
-    ({"name": "vgg"}, "model.name: unknown model 'vgg'; registered: cnn, timm/<name>"),
+    ({"name": "vgg"}, "model.name: unknown model 'vgg'; registered: cnn, timm/<name>, torchvision/<name>"),
     ({"name": "timm/"}, "model.name: unknown model 'timm/'"),
     ({"name": "cnn", "width": 0}, "model.width: must be greater than or equal to 1"),
     ({"name": "timm/resnet18", "freeze_stages": -1}, "model.freeze_stages"),

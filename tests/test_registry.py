@@ -44,7 +44,7 @@ def test_shipped_names_are_the_ones_their_packages_register():
     ({"data": {"name": "cifar"}}, "data.name: unknown dataset 'cifar'; registered: digits,"),
     ({"data": {"balance": "smote"}}, "data.balance: unknown balance method 'smote'; registered: class_weights,"),
     ({"model": {"pooling": "lp"}}, "model.pooling: unknown pooling 'lp'; registered: avg, max, none, strided"),
-    ({"model": {"name": "vgg"}}, "model.name: unknown model 'vgg'; registered: cnn, timm/<name>"),
+    ({"model": {"name": "vgg"}}, "model.name: unknown model 'vgg'; registered: cnn, timm/<name>, torchvision/<name>"),
 ])
 def test_unknown_names_are_config_errors_with_the_choices(raw, message):
     with pytest.raises(ConfigError) as info:

@@ -1,4 +1,4 @@
-"""Freezing and optimizer parameter groups for fine-tuning (both model families).
+"""Freezing and optimizer parameter groups for fine-tuning (every model family).
 
 Stages come from timm's `group_matcher(coarse=True)` (the same grouping timm uses for layer-wise lr
 decay): group 0 is the stem when the matcher names one, then one group per block stage
@@ -13,7 +13,7 @@ the pretrained ones; otherwise `model.train()` would let them drift on the new d
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -21,13 +21,38 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from cnnsweep.models.registry import ModelError
 
 
-def classifier_param_names(model: nn.Module) -> set[str]:
-    """Names of the classifier's parameters (timm's `get_classifier()`, else the last Linear)."""
+# Where torchvision's classification models keep their head (resnet/regnet/inception `fc`, vit
+# `heads.head`, swin `head`, vgg/efficientnet/mobilenet/convnext/squeezenet `classifier`), in look-up order.
+HEAD_ATTRS = ("fc", "heads", "head", "classifier")
+
+
+def _last_layer(module: nn.Module) -> Optional[tuple[str, nn.Module]]:
+    """The last Linear or Conv2d in `module` (itself included): the layer that outputs the classes."""
+    found = [(n, m) for n, m in module.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return found[-1] if found else None
+
+
+def classifier_module(model: nn.Module) -> tuple[str, nn.Module]:
+    """(name, module) of the classifier: timm's `get_classifier()`; else the last Linear/Conv2d of the
+    first torchvision head attribute (HEAD_ATTRS; squeezenet's head is a 1x1 conv); else the last Linear."""
+    names = {id(m): n for n, m in model.named_modules()}
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if head is None:
-        head = next((m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), None)
-    if head is None:
-        raise ModelError(f"{type(model).__name__}: cannot find the classifier (no get_classifier, no Linear)")
+    if isinstance(head, nn.Module) and id(head) in names:
+        return names[id(head)], head
+    for attr in HEAD_ATTRS:
+        found = _last_layer(getattr(model, attr)) if isinstance(getattr(model, attr, None), nn.Module) else None
+        if found is not None:
+            return ".".join(p for p in (attr, found[0]) if p), found[1]
+    last = next(((n, m) for n, m in reversed(list(model.named_modules())) if isinstance(m, nn.Linear)), None)
+    if last is None:
+        raise ModelError(f"{type(model).__name__}: cannot find the classifier (no get_classifier, no "
+                         f"{'/'.join(HEAD_ATTRS)}, no Linear)")
+    return last
+
+
+def classifier_param_names(model: nn.Module) -> set[str]:
+    """Names of the classifier's parameters (the module `classifier_module` finds)."""
+    head = classifier_module(model)[1]
     ids = {id(p) for p in head.parameters()}
     return {n for n, p in model.named_parameters() if id(p) in ids}
 

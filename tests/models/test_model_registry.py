@@ -11,8 +11,8 @@ from cnnsweep.models import ModelError, build_model, create_model, list_models, 
 from cnnsweep.models import registry
 
 
-def test_list_models_names_both_families():
-    assert list_models() == ["cnn", "timm/<name>"]
+def test_list_models_names_every_family():
+    assert list_models() == ["cnn", "timm/<name>", "torchvision/<name>"]
 
 
 def test_unknown_name_lists_registered_models():
