@@ -117,11 +117,11 @@ def _checked_parts(state: dict[str, Any], f: Path) -> tuple[Any, Any, list[str],
     """(config, preprocess, class names, model_args) of a loaded state, each checked before any of them
     sizes an allocation: model_args must be the sizes the class list and the preprocessing imply
     (what training writes), which are bounded (MAX_NUM_CLASSES, MAX_IMAGE_SIDE)."""
-    from cnnsweep.config import validate_config
+    from cnnsweep.config import from_saved_config
     from cnnsweep.transforms import Preprocess
 
     try:
-        cfg = validate_config(state["config"])
+        cfg = from_saved_config(state["config"])  # written by an older cnnsweep too
         preprocess = Preprocess.from_dict(state.get("preprocess"))
         names = class_name_list(state.get("class_names"))
     except (KeyError, TypeError, ValueError) as err:  # ConfigError is a ValueError

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from cnnsweep.analysis.errors import AnalysisError
 from cnnsweep.analysis.predictor import OnnxPredictor, TorchPredictor
 from cnnsweep.checkpoint import CheckpointError, load_model_from_checkpoint
-from cnnsweep.config import ConfigError, RunConfig, validate_config
+from cnnsweep.config import ConfigError, RunConfig, from_saved_config
 from cnnsweep.export.errors import ExportError
 from cnnsweep.export.sources import is_sweep_dir, read_leaderboard, resolve_sources
 
@@ -60,7 +60,7 @@ def _from_onnx(path: Path) -> Candidate:
     except ExportError as err:
         raise AnalysisError(str(err)) from None
     try:
-        cfg = validate_config(info.config)
+        cfg = from_saved_config(info.config)  # written by an older cnnsweep too
     except ConfigError as err:
         raise AnalysisError(f"{path}: the embedded config is not usable ({err})") from None
     return Candidate(path.name, None, OnnxPredictor(data, info.preprocess), info.preprocess, info.class_names,
