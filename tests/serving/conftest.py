@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from cnnsweep.distributed.serve.grpc_bind import GRPC_HOST_ENV
+from cnnsweep.distributed.serve.ray_internals import GRPC_HOST_ENV
 from cnnsweep.distributed.serve.server import GRPC_ENVELOPE_BYTES, GRPC_MAX_MESSAGE_ENV, PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from cnnsweep.serving.model import load_served_model
 from cnnsweep.serving.settings import ModelSpec, build_settings

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 from ray import serve
 
-from cnnsweep.distributed.serve.grpc_bind import bind_grpc_to_host
+from cnnsweep.distributed.serve.ray_internals import bind_grpc_to_host
 from cnnsweep.distributed.serve.proxy_setup import register_grpc_messages
 from cnnsweep.serving.batcher import split_rows
 from cnnsweep.serving.heap import freeze_startup_heap

@@ -5,7 +5,7 @@ KServe/Triton messages made picklable (the gRPC proxy pickles each request for t
 
 from __future__ import annotations
 
-from cnnsweep.distributed.serve.grpc_bind import bind_grpc_to_host
+from cnnsweep.distributed.serve.ray_internals import bind_grpc_to_host
 from cnnsweep.serving.proxy_errors import proxy_middlewares as json_error_middlewares
 
 

@@ -12,7 +12,7 @@ import ray
 from ray import serve
 
 from cnnsweep.distributed.serve.deployment import APP_NAME, build_app
-from cnnsweep.distributed.serve.grpc_bind import GRPC_HOST_ENV
+from cnnsweep.distributed.serve.ray_internals import GRPC_HOST_ENV, replica_target_ports
 from cnnsweep.serving.fast_server import check_port_free
 from cnnsweep.serving.model import load_served_model
 from cnnsweep.serving.settings import ServeConfigError, ServeSettings
@@ -115,17 +115,11 @@ def replica_urls(proxy_port: int, app_name: str = APP_NAME, host: str = "127.0.0
     """Direct ingress: the URL each running replica of `app_name` serves on (one per replica):
     http://host:port/prefix, or host:port with `protocol="gRPC"` (`proxy_port`: that protocol's proxy).
     Waits up to `wait_s` seconds: the controller records the replicas' ports a tick after they start."""
-    from ray.serve.context import _get_global_client
-
-    controller = _get_global_client()._controller
     deadline = time.monotonic() + wait_s
     while True:
-        # Ray: no public API lists the replica ports yet; the controller's target groups are what
-        # Ray's own tests and HAProxy read (ray.serve._private.test_utils.get_application_urls).
-        # Until the replicas' ports are known, the group points at the proxy (`proxy_port`).
-        groups = ray.get(controller.get_target_groups.remote(app_name))
-        urls = [_target_url(protocol, host, t.port, g.route_prefix) for g in groups
-                if g.protocol == protocol and g.app_name == app_name for t in g.targets if t.port != proxy_port]
+        # Until the replicas' ports are known, the target is the proxy (`proxy_port`).
+        urls = [_target_url(protocol, host, port, prefix) for port, prefix in replica_target_ports(app_name, protocol)
+                if port != proxy_port]
         if urls or time.monotonic() > deadline:
             break
         time.sleep(0.2)
