@@ -23,7 +23,7 @@ import ray
 # every worker it starts inherit it from this (the driver's) environment.
 STATE_API_ENV = "RAY_API_SERVER_ADDRESS"
 LOOPBACK = "127.0.0.1"
-_private = {"env": None}  # the state API address this process set, while its private instance runs
+_owned = {"env": None}  # the state API address this process set, while its private instance runs
 
 
 def start_ray(address: Optional[str] = None, *, num_cpus: Optional[int] = None, quiet: bool = True) -> dict:
@@ -63,7 +63,7 @@ def _private_instance_options(num_cpus: Optional[int]) -> dict:
     port = free_loopback_port()
     url = f"http://{LOOPBACK}:{port}"
     os.environ[STATE_API_ENV] = url  # before ray.init: the processes it starts copy this environment
-    _private["env"] = url
+    _owned["env"] = url
     return dict(address="local", num_cpus=num_cpus, _node_ip_address=LOOPBACK,
                 include_dashboard=True, dashboard_host=LOOPBACK, dashboard_port=port)
 
@@ -77,12 +77,12 @@ def free_loopback_port() -> int:
 
 def is_private_instance() -> bool:
     """Whether this process started the Ray instance it is connected to (so everything in it is ours)."""
-    return ray.is_initialized() and _private["env"] is not None
+    return ray.is_initialized() and _owned["env"] is not None
 
 
 def stop_ray() -> None:
     if ray.is_initialized():
         ray.shutdown()  # Ray
-    if _private["env"] is not None and os.environ.get(STATE_API_ENV) == _private["env"]:
+    if _owned["env"] is not None and os.environ.get(STATE_API_ENV) == _owned["env"]:
         del os.environ[STATE_API_ENV]
-    _private["env"] = None
+    _owned["env"] = None
