@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 from cnnsweep.analysis import sections as S
 from cnnsweep.analysis.ablation import ablation_report
 from cnnsweep.analysis.atlas import error_atlas
+from cnnsweep.analysis.calibration import calibration_report, calibration_section
 from cnnsweep.analysis.charts import confusion_heatmap
 from cnnsweep.analysis.data_report import analyze_data
 from cnnsweep.analysis.gallery import save_error_galleries
@@ -111,6 +112,8 @@ def analyze_target(target: str | Path, *, split: str = "test", data_root: Option
     m["models"] = _models(t, preds, out)
     say("per-class errors and Grad-CAM")
     m["per_class"] = _per_class(main, preds[main.name], images.images, out)
+    say("calibration (temperature fitted on the validation split)")
+    m["calibration"] = calibration_report(main, dataset, name, preds[main.name], out, predict)
     say("data analysis")
     m["data_analysis"] = analyze_data(dataset.train.images, dataset.train.labels, main.config.data,
                                       main.class_names, out, seed)
@@ -133,16 +136,18 @@ def analyze_target(target: str | Path, *, split: str = "test", data_root: Option
 
 
 def build_sections(m: dict[str, Any]) -> list[tuple[str, str, str]]:
-    secs = [("summary", "1. Summary", S.summary_section(m)), ("per-class", "2. Per-class errors", S.per_class_section(m)),
-            ("data", "3. Data analysis", S.data_section(m["data_analysis"]))]
+    secs = [("summary", "Summary", S.summary_section(m)), ("per-class", "Per-class errors", S.per_class_section(m))]
+    if m.get("calibration"):  # absent from metrics.json written before calibration was reported
+        secs.append(("calibration", "Calibration", calibration_section(m["calibration"])))
+    secs.append(("data", "Data analysis", S.data_section(m["data_analysis"])))
     if m["ablation"]:
-        secs.append(("ablation", "4. Ablation comparison", S.ablation_section(m["ablation"])))
+        secs.append(("ablation", "Ablation comparison", S.ablation_section(m["ablation"])))
     if m["atlas"]:
-        secs.append(("atlas", "5. Cross-trial error atlas", S.atlas_section(m["atlas"])))
+        secs.append(("atlas", "Cross-trial error atlas", S.atlas_section(m["atlas"])))
     if m["explain"]:
-        secs.append(("sees", "6. What the CNN sees", S.explain_section(m["explain"])))
-        secs.append(("card", "7. Model card", S.model_card_section(m["explain"])))
-    return secs
+        secs.append(("sees", "What the CNN sees", S.explain_section(m["explain"])))
+        secs.append(("card", "Model card", S.model_card_section(m["explain"])))
+    return [(anchor, f"{i}. {title}", body) for i, (anchor, title, body) in enumerate(secs, start=1)]
 
 
 def write_report(m: dict[str, Any], out: Path) -> Path:
