@@ -18,7 +18,7 @@ import pandas as pd
 from cnnsweep import metrics as M
 from cnnsweep.analysis.charts import curves_with_spread
 from cnnsweep.analysis.predictions import Predictions
-from cnnsweep.sweep.report import TrialRecord, factor_values
+from cnnsweep.sweep.report import TrialRecord, factor_values, label_order
 
 CURVES = [M.TRAIN_LOSS, M.VAL_LOSS, M.VAL_ACC]
 SHOWN_CLASS_CHANGES = 3  # classes listed as most improved / most hurt per value
@@ -105,8 +105,9 @@ def factor_effect(factor: str, values: pd.Series, preds: dict[str, Predictions],
                  for t, p in preds.items()}
     rows, series = [], {}
     ref_recall = np.mean([recall_of[t] for t in values[values == ref].index], axis=0)
-    for value, ids in values.groupby(values).groups.items():
-        ids = [str(t) for t in ids]
+    groups = values.groupby(values).groups
+    for value in label_order(groups):  # in increasing value (bins of a float factor), not string order
+        ids = [str(t) for t in groups[value]]
         acc = np.array([(preds[t].pred == preds[t].labels).mean() for t in ids])
         recall = np.mean([recall_of[t] for t in ids], axis=0)
         row = {"value": str(value), "num_trials": len(ids), "trials": ids, "accuracy_mean": float(acc.mean()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 
 CURVE_METRICS = (M.VAL_LOSS, M.VAL_ACC)  # the error / learning curves the report plots
 SHOWN_METRICS = (M.VAL_ACC, M.VAL_LOSS, M.VAL_PRECISION, M.VAL_RECALL, M.VAL_F1, M.TRAIN_LOSS, M.TEST_ACC)
-MAX_CATEGORIES = 6  # a numeric factor with more distinct values is binned into quantile ranges
+MAX_CATEGORIES = 6  # an integer factor with more distinct values is binned into quantile ranges
+MAX_BINS = 4  # quantile ranges of a binned factor; a float factor with more distinct values is binned
 
 
 @dataclass
@@ -130,9 +132,47 @@ def _plain(v: Any) -> Any:
     return v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v)
 
 
-def factor_values(records: list[TrialRecord], factor: str) -> pd.Series:
-    """The value of `factor` per trial, as a category label; numeric factors with many values are binned.
+def _plain_range(*xs: float) -> bool:
+    return all(x == 0 or 0.01 <= abs(x) < 1000 for x in xs)
 
+
+def _number(x: float, digits: int, scientific: Optional[bool] = None) -> str:
+    """`digits` significant digits; scientific with a short exponent ("3.2e-3") outside 0.01..1000
+    (or when `scientific` says so: both ends of a range use one notation)."""
+    if x == int(x) and abs(x) < 1e6:
+        return str(int(x))
+    if not (scientific if scientific is not None else not _plain_range(x)):
+        return f"{x:.{digits}g}"
+    mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def _distinct_labels(numbers: pd.Series, label) -> pd.Series:
+    """label(values, digits) with the fewest digits (>= 2) that keeps distinct groups distinct."""
+    groups = numbers.nunique()
+    for digits in range(2, 18):
+        out = label(numbers, digits)
+        if out.nunique() == groups:
+            return out
+    return out
+
+
+def _bin_labels(numeric: pd.Series, factor: str) -> pd.Series:
+    """Quantile bins of a continuous factor, each labelled with the range of its values ("lr 1.0e-3–3.2e-3")."""
+    bins = pd.qcut(numeric.rank(method="dense"), q=min(MAX_BINS, max(2, numeric.nunique() // 2)),
+                   labels=False, duplicates="drop")
+    name = factor.rsplit(".", 1)[-1]
+    lo, hi = numeric.groupby(bins).transform("min"), numeric.groupby(bins).transform("max")
+    return _distinct_labels(bins, lambda _b, d: pd.Series(
+        [f"{name} {_number(a, d, not _plain_range(a, b))}–{_number(b, d, not _plain_range(a, b))}"
+         for a, b in zip(lo, hi)], index=numeric.index))
+
+
+def factor_values(records: list[TrialRecord], factor: str) -> pd.Series:
+    """The value of `factor` per trial, as a short category label.
+
+    Sampled floats (more than MAX_BINS distinct non-integer values), and integers with more than
+    MAX_CATEGORIES values, are binned into at most MAX_BINS quantile ranges; other values keep one label each.
     `variant` is the grid point's label; a parameter a trial did not sample (its condition failed)
     shows as "(not sampled)", so the base config's value is not confused with a searched one.
     """
@@ -140,12 +180,25 @@ def factor_values(records: list[TrialRecord], factor: str) -> pd.Series:
         raw = pd.Series({r.trial_id: r.label.split(" seed=")[0] for r in records}, dtype=object)
     else:
         raw = pd.Series({r.trial_id: r.overrides.get(factor, "(not sampled)") for r in records}, dtype=object)
-    numeric = pd.to_numeric(raw, errors="coerce")
-    is_num = numeric.notna() & ~raw.map(lambda v: isinstance(v, bool))
-    if is_num.all() and numeric.nunique() > MAX_CATEGORIES:
-        bins = pd.qcut(numeric, q=min(3, numeric.nunique()), duplicates="drop")
-        return bins.map(lambda iv: f"[{iv.left:.3g}, {iv.right:.3g}]").astype(str)
-    return raw.map(str)
+    is_num = raw.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+    out = raw.map(str)
+    numeric = raw[is_num].astype(float)
+    if numeric.empty:
+        return out
+    continuous = (numeric != numeric.round()).any()
+    if numeric.nunique() > (MAX_BINS if continuous else MAX_CATEGORIES):
+        out[is_num] = _bin_labels(numeric, factor)
+    elif continuous:
+        out[is_num] = _distinct_labels(numeric, lambda v, d: v.map(lambda x: _number(x, d)))
+    return out
+
+
+def label_order(labels) -> list[str]:
+    """Distinct labels in increasing order of the first number in each (bins, numeric values), others after."""
+    def key(label: str):
+        found = re.search(r"[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?", label)
+        return (0, float(found.group()), label) if found else (1, 0.0, label)
+    return sorted(set(map(str, labels)), key=key)
 
 
 def build_ablation(records: list[TrialRecord], search: SearchConfig) -> pd.DataFrame:
@@ -155,7 +208,9 @@ def build_ablation(records: list[TrialRecord], search: SearchConfig) -> pd.DataF
     rows = []
     for factor in search.factors:
         values = factor_values(records, factor)
-        for value, ids in values.groupby(values).groups.items():
+        groups = values.groupby(values).groups
+        for value in label_order(groups):
+            ids = groups[value]
             s = scores.loc[list(ids)].dropna()
             best = (s.max() if search.mode == "max" else s.min()) if len(s) else None
             rows.append({"factor": factor, "value": value, "num_trials": len(ids), "num_scored": len(s),
@@ -168,27 +223,32 @@ def build_ablation(records: list[TrialRecord], search: SearchConfig) -> pd.DataF
 # ---------------------------------------------------------------------------- plots
 
 
-def plot_factor_curves(history: pd.DataFrame, values: pd.Series, factor: str, path: Path) -> Path:
+def factor_curves_figure(history: pd.DataFrame, values: pd.Series, factor: str):
     """Validation loss and accuracy per epoch, one line per value of `factor` (mean over its trials)."""
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display: runs headless on a cluster node
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(11, 4), constrained_layout=True)
+    fig = Figure(figsize=(11, 4), constrained_layout=True)  # no pyplot: headless, nothing kept open
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(CURVE_METRICS))
     hist = history.assign(value=history["trial_id"].map(values))
     for ax, metric in zip(axes, CURVE_METRICS):
         if metric not in hist:
             continue
         curves = hist.groupby(["value", "epoch"])[metric].mean().unstack(0)
-        for value in curves.columns:
+        for value in label_order(curves.columns):
             line = curves[value].dropna()
             ax.plot(line.index + 1, line.values, marker="o", ms=3, label=plot_text(value))
         ax.set(xlabel="epoch", ylabel=metric, title=plot_text(f"{metric} by {factor}"))
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=8, title=plot_text(factor), title_fontsize=8)
+    return fig
+
+
+def plot_factor_curves(history: pd.DataFrame, values: pd.Series, factor: str, path: Path) -> Path:
+    """factor_curves_figure as a PNG at `path` (written whole: temp + replace)."""
+    fig = factor_curves_figure(history, values, factor)
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
     return path
 
 
