@@ -17,7 +17,7 @@ import torch.nn.functional as F
 ECE_BINS = 15  # equal-width confidence bins, the usual choice since Guo et al.
 # T outside this range means the fit ran away (every validation image right: NLL keeps falling as T -> 0);
 # the same bounds apply when a file's metadata is read.
-MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
 
 
 def clamp_temperature(t: float) -> float:

@@ -1,8 +1,8 @@
 """What travels inside the .onnx file: `metadata_props` (string -> string, JSON values).
 
 A server or client needs nothing but the file: class names, input shape, the preprocessing
-(Preprocess.to_dict(), so `Preprocess.from_dict` rebuilds the training-time code path), the config
-and the validation metrics.
+(Preprocess.to_dict(), so `Preprocess.from_dict` rebuilds the training-time code path), the config,
+the validation metrics and the calibration temperature (softmax(logits / T); 1.0 = none fitted).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from cnnsweep.checkpoint import class_name_list
+from cnnsweep.engine.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
 from cnnsweep.export.errors import ExportError
 from cnnsweep.transforms import Preprocess
 
@@ -35,6 +36,9 @@ class OnnxModelInfo:
     # Ensembles only: {"combine", "output", "members": [{rank, trial_id, checkpoint, metrics, config,
     # preprocess}]}; then `preprocess` is the shared path and `metrics` the ensemble's own measurement.
     ensemble: Optional[dict[str, Any]] = None
+    # Temperature scaling fitted on the validation split at export: calibrated probabilities are
+    # softmax(logits / temperature). The graph's output stays the raw logits.
+    temperature: float = 1.0
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -53,7 +57,7 @@ def build_metadata(info: OnnxModelInfo) -> dict[str, str]:
               "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "input_doc": INPUT_DOC,
               "input_shape": [c, h, w], "input_channels": c, "image_size": [h, w],
               "preprocess": info.preprocess.to_dict(), "config": info.config, "metrics": info.metrics,
-              "precision": info.precision, "source": info.source}
+              "precision": info.precision, "source": info.source, "temperature": info.temperature}
     if info.ensemble is not None:
         values["ensemble"] = info.ensemble
     return {PREFIX + k: json.dumps(v, sort_keys=True) for k, v in values.items()}
@@ -87,7 +91,8 @@ def parse_metadata(props: Mapping[str, str], where: str = "model") -> OnnxModelI
     _check_redundant_fields(values, names, preprocess, where)
     return OnnxModelInfo(names, preprocess, dict(values.get("config") or {}), dict(values.get("metrics") or {}),
                          str(values.get("precision", "fp32")), str(values.get("source", "")),
-                         _ensemble_field(values.get("ensemble"), where))
+                         _ensemble_field(values.get("ensemble"), where),
+                         _temperature_field(values.get("temperature", 1.0), where))
 
 
 def _check_redundant_fields(values: dict[str, Any], names: list[str], preprocess: Preprocess, where: str) -> None:
@@ -109,6 +114,16 @@ def _ensemble_field(value: Any, where: str) -> Optional[dict[str, Any]]:
     if not isinstance(value, dict) or not isinstance(value.get("members"), list):
         raise ExportError(f"{where}: broken cnnsweep metadata (ensemble needs a members list)")
     return value
+
+
+def _temperature_field(value: Any, where: str) -> float:
+    """A number in [MIN_TEMPERATURE, MAX_TEMPERATURE] (what the export's fit is clamped to); files
+    exported before calibration have none: 1.0."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not MIN_TEMPERATURE <= value <= MAX_TEMPERATURE:  # NaN fails the comparison too
+        raise ExportError(f"{where}: broken cnnsweep metadata (temperature {value!r} is not a number in "
+                          f"{MIN_TEMPERATURE}..{MAX_TEMPERATURE})")
+    return float(value)
 
 
 def read_metadata(path: str) -> OnnxModelInfo:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 from cnnsweep.atomic import atomic_path
 from cnnsweep.checkpoint import LoadedModel, load_model_from_checkpoint
 from cnnsweep.config import config_to_dict
+from cnnsweep.engine.calibration import calibration_summary, fit_temperature
 from cnnsweep.export.errors import ExportError
 from cnnsweep.export.metadata import OnnxModelInfo
 from cnnsweep.export.onnx_export import export_onnx
@@ -29,6 +31,7 @@ from cnnsweep import metrics as M
 
 NUM_CALIBRATION = 512  # training images for int8 calibration: ranges settle well before this
 PREPROCESS_CHUNK = 512  # images preprocessed at a time (bounds float memory for large inputs)
+MAX_TEMPERATURE_IMAGES = 10_000  # validation images the temperature is fitted on: one scalar settles long before
 
 
 @dataclass
@@ -42,6 +45,7 @@ class ExportReport:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     ensemble: Optional[dict[str, Any]] = None  # ensembles: members (with their metrics) and measured metrics
+    calibration: Optional[dict[str, Any]] = None  # temperature stored in the file; ECE/NLL before and after
 
     @property
     def ok(self) -> bool:
@@ -51,7 +55,8 @@ class ExportReport:
         return {"ok": self.ok, "checkpoint": self.checkpoint, "onnx": self.onnx, "size_bytes": self.size_bytes,
                 "verification": self.verification, "val_acc_checkpoint": self.val_acc_checkpoint,
                 "int8": self.int8, "seconds": round(self.seconds, 2), "notes": self.notes,
-                **({"ensemble": self.ensemble} if self.ensemble is not None else {})}
+                **({"ensemble": self.ensemble} if self.ensemble is not None else {}),
+                **({"calibration": self.calibration} if self.calibration is not None else {})}
 
 
 def normalized(lm: LoadedModel, images: torch.Tensor) -> np.ndarray:
@@ -72,6 +77,25 @@ def build_info(lm: LoadedModel) -> OnnxModelInfo:
     metrics = {k: float(v) for k, v in lm.metrics.items()
                if k.startswith(("val/", "test/")) or k == "epoch"}  # evaluation metrics, not training noise
     return OnnxModelInfo(lm.class_names, lm.preprocess, config_to_dict(lm.config), metrics, "fp32", str(lm.path))
+
+
+@torch.inference_mode()
+def _torch_logits(lm: LoadedModel, images: torch.Tensor) -> np.ndarray:
+    model = lm.model.to("cpu").eval()  # fp32 on CPU, as verification's reference
+    parts = [model(torch.from_numpy(normalized(lm, images[i:i + PREPROCESS_CHUNK]))).float().numpy()
+             for i in range(0, len(images), PREPROCESS_CHUNK)]
+    return np.concatenate(parts)
+
+
+def fit_export_temperature(lm: LoadedModel, valid) -> dict[str, Any]:
+    """Temperature scaling on the validation split (a fixed subset of at most MAX_TEMPERATURE_IMAGES):
+    the T the .onnx metadata carries, with ECE/NLL on those images before and after (T = 1 without images)."""
+    if valid is None or not len(valid.labels):
+        return {"temperature": 1.0, "num_images": 0, "note": "no validation split: temperature not fitted"}
+    idx = torch.randperm(len(valid.labels), generator=torch.Generator().manual_seed(0))[:MAX_TEMPERATURE_IMAGES]
+    idx = idx.sort().values  # the whole split, in order, when it is small enough
+    logits, labels = _torch_logits(lm, valid.images[idx]), valid.labels[idx].numpy()
+    return calibration_summary(logits, labels, fit_temperature(logits, labels))
 
 
 def _calibration_subset(images: torch.Tensor, n: int) -> torch.Tensor:
@@ -117,12 +141,13 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, int8: bool 
     lm = load_model_from_checkpoint(checkpoint)
     dataset = load_export_data(lm, data_root)
     out = Path(output)
+    calibration = fit_export_temperature(lm, dataset.valid)
     with atomic_path(out) as staged:
-        export_onnx(lm.model, build_info(lm), staged)
+        export_onnx(lm.model, dataclasses.replace(build_info(lm), temperature=calibration["temperature"]), staged)
         valid = dataset.valid.images[:sum(BATCH_SIZES)]
         verification = verify_session(create_session(staged), lm.model, normalized(lm, valid), atol=atol)
         report = ExportReport(str(lm.path), str(out), staged.stat().st_size, verification.to_dict(),
-                              lm.metrics.get(M.VAL_ACC), notes=list(dataset.notes))
+                              lm.metrics.get(M.VAL_ACC), notes=list(dataset.notes), calibration=calibration)
         if not verification.ok:  # a model that does not reproduce must not be served by accident
             report.seconds = time.perf_counter() - start
             raise ExportError(verification.failure_message(), report)

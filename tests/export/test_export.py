@@ -176,3 +176,18 @@ def test_export_best_writes_into_the_sweep_best_folder(checkpoint, tmp_path):
     report = export_best(tmp_path / "sweep")
     assert report.ok and report.onnx == str(tmp_path / "sweep" / "best" / "model.onnx")
     assert read_metadata(report.onnx).class_names == [str(i) for i in range(10)]
+
+
+def test_temperature_fitted_on_validation_travels_in_both_files(exported, checkpoint):
+    from cnnsweep.engine.calibration import fit_temperature
+
+    c = exported.calibration
+    assert read_metadata(exported.onnx).temperature == pytest.approx(c["temperature"])
+    assert read_metadata(exported.int8["onnx"]).temperature == pytest.approx(c["temperature"])
+    lm = load_model_from_checkpoint(checkpoint)
+    valid = load_dataset(lm.config.data).valid
+    with torch.inference_mode():
+        logits = lm.model.eval()(lm.preprocess(valid.images)).numpy()
+    assert c["num_images"] == len(valid.labels)  # the whole (small) split
+    assert c["temperature"] == pytest.approx(fit_temperature(logits, valid.labels.numpy()), rel=1e-3)
+    assert c["nll_after"] <= c["nll_before"] and exported.to_dict()["calibration"] == c
