@@ -1,4 +1,5 @@
-"""Ray Tune sweeps: resources per trial, a tiny end-to-end sweep, and --resume after SIGKILL."""
+"""Ray Tune sweeps: resources per trial, --resume after SIGKILL, and a tiny end-to-end sweep whose last trial
+is stopped early (what it writes, and that nothing it reserved stays reserved)."""
 
 from __future__ import annotations
 
@@ -62,50 +63,6 @@ def test_max_concurrent_auto_fits_the_cluster():
     assert derive_max_concurrent(5, {"CPU": 1.0}, {"CPU": 2.0, "GPU": 0.0}, 10) == 5  # explicit wins
     with pytest.raises(ConfigError, match="one trial needs"):
         derive_max_concurrent("auto", {"CPU": 8.0}, {"CPU": 2.0, "GPU": 1.0}, 4)  # no GPU at all
-
-
-# ---------------------------------------------------------------------------- a real sweep
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-def test_tiny_sweep_writes_leaderboard_best_ablation_and_tensorboard(ray_session, tmp_path):
-    from cnnsweep.checkpoint import load_model_from_checkpoint
-    from cnnsweep.cli import app
-
-    sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(json.dumps(TINY | {"search": {
-        "algorithm": "optuna", "num_samples": 3, "seed": 1,
-        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
-        "space": {"train.lr": {"loguniform": [1e-3, 1e-2]},
-                  "model.dropout": {"choice": [0.0, {"uniform": [0.1, 0.3]}]}}}}))
-    out = tmp_path / "sweep"
-    result = CliRunner().invoke(app, ["tune", str(sweep), "--output", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    summary = _last_json(result.stdout)
-    trials = summary["trials"]
-    assert trials["total"] == 3 and trials["errored"] == 0
-    assert trials["finished"] + trials["stopped_early"] == 3 and trials["finished"] >= 1
-    board = pd.read_csv(out / "leaderboard.csv")
-    assert len(board) == 3 and board["val/acc"].is_monotonic_decreasing
-    best = summary["best"]
-    assert best["trial_id"] == board.iloc[0]["trial_id"] and best["val_acc"] == pytest.approx(board.iloc[0]["val/acc"])
-    assert best["val_acc"] > 0.3  # 10 classes: chance is 0.1
-    assert best["config"]["train"]["lr"] == pytest.approx(best["params"]["train.lr"])
-    assert board.iloc[0]["label"] == "baseline" or "baseline" in set(board["label"].fillna(""))  # trial 1 = base
-    loaded = load_model_from_checkpoint(best["checkpoint"])  # <output>/best is a usable checkpoint
-    assert Path(best["checkpoint"]) == out / "best" and len(loaded.class_names) == 10
-    # search.export (on by default): the best trial is exported and verified at the end of the sweep
-    assert best["onnx"] == str(out / "best" / "model.onnx") and (out / "best" / "model.onnx").is_file()
-    assert best["onnx_verification"]["ok"]
-    history = pd.read_csv(out / "history.csv")
-    assert set(history["trial_id"]) == set(board["trial_id"])
-    assert set(pd.read_csv(out / "ablation.csv")["factor"]) == {"train.lr", "model.dropout"}
-    assert (out / "curves" / "train.lr.png").stat().st_size > 1000
-    assert json.loads((out / "importances.json").read_text())
-    assert len(list((out / "tune").glob("trial_*/events.out.tfevents.*"))) == 3  # TensorBoard, per trial
-    for trial_dir in (out / "train").iterdir():  # num_to_keep: at most 2 checkpoints per trial
-        assert len([c for c in trial_dir.glob("checkpoint_*") if c.is_dir()]) <= 2
 
 
 # ---------------------------------------------------------------------------- --resume after SIGKILL
@@ -301,3 +258,25 @@ def test_a_sweep_whose_last_trial_is_stopped_early_analyzes_and_leaves_nothing_r
     assert held_placement_groups() - held_before == set()
     cleaners = list_actors(filters=[("class_name", "=", "PlacementGroupCleaner"), ("state", "=", "ALIVE")])
     assert cleaners == [], cleaners  # one per trial used to stay alive (~200 MiB each)
+    _check_sweep_outputs(out, summary)
+
+
+def _check_sweep_outputs(out: Path, summary: dict) -> None:
+    """What a sweep writes: leaderboard, best checkpoint and its verified export, history, ablation,
+    curves, TensorBoard events per trial, at most num_to_keep checkpoints per trial."""
+    from cnnsweep.checkpoint import load_model_from_checkpoint
+
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert len(board) == 2 and board["val/acc"].is_monotonic_decreasing
+    best = summary["best"]
+    assert best["trial_id"] == board.iloc[0]["trial_id"] and best["val_acc"] == pytest.approx(board.iloc[0]["val/acc"])
+    assert best["val_acc"] > 0.3 and best["config"]["train"]["lr"] == pytest.approx(3e-3)  # 10 classes: chance 0.1
+    loaded = load_model_from_checkpoint(best["checkpoint"])  # <output>/best is a usable checkpoint
+    assert Path(best["checkpoint"]) == out / "best" and len(loaded.class_names) == 10
+    assert best["onnx"] == str(out / "best" / "model.onnx") and best["onnx_verification"]["ok"]
+    assert set(pd.read_csv(out / "history.csv")["trial_id"]) == set(board["trial_id"])
+    assert set(pd.read_csv(out / "ablation.csv")["factor"]) == {"train.lr"}
+    assert (out / "curves" / "train.lr.png").stat().st_size > 1000
+    assert len(list((out / "tune").glob("trial_*/events.out.tfevents.*"))) == 2  # TensorBoard, per trial
+    for trial_dir in (out / "train").iterdir():  # num_to_keep: at most 2 checkpoints per trial
+        assert len([c for c in trial_dir.glob("checkpoint_*") if c.is_dir()]) <= 2
