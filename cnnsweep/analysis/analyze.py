@@ -56,7 +56,10 @@ def _per_class(c: Candidate, p: Predictions, images, out: Path) -> dict[str, Any
             "figures": {"confusion_counts": "confusion_counts.png", "confusion_normalized": "confusion_normalized.png"}}
 
 
-def _explain(c: Candidate, split, out: Path, steps: Optional[int], seed: int) -> Optional[dict[str, Any]]:
+def _explain(c: Candidate, split, out: Path, steps: Optional[int], seed: int,
+             others: list[Candidate]) -> Optional[dict[str, Any]]:
+    """Explain views of `c`; its class images are judged by `others` (the sweep's other top-K models,
+    trained apart: another seed or configuration)."""
     if c.model is None:
         return None
     from cnnsweep.analysis.class_images import ClassImageSettings
@@ -64,7 +67,8 @@ def _explain(c: Candidate, split, out: Path, steps: Optional[int], seed: int) ->
 
     settings = ClassImageSettings(steps=steps) if steps else ClassImageSettings()
     result = explain_model(c.model, c.preprocess, split.images, split.labels, c.class_names, out / "explain",
-                           seed=seed, class_image_settings=settings, optimizer=c.config.optim.name)
+                           seed=seed, class_image_settings=settings, optimizer=c.config.optim.name,
+                           judges=[(o.name, o.predictor) for o in others])
     for f in result["figures"]:
         f["path"] = str(Path(f["path"]).resolve().relative_to(out.resolve()))
     return result
@@ -126,7 +130,7 @@ def analyze_target(target: str | Path, *, split: str = "test", data_root: Option
         m["atlas"] = error_atlas([c.name for c in t.candidates], [preds[c.name] for c in t.candidates], out)
     if explain:
         say("what the CNN sees (feature maps, deconvolution, class images)")
-        m["explain"] = _explain(main, images, out, class_image_steps, seed)
+        m["explain"] = _explain(main, images, out, class_image_steps, seed, t.candidates[1:])
         if m["explain"] is None:
             m["notes"].append("ONNX model: feature maps, deconvolution, class images and Grad-CAM need the "
                               "PyTorch checkpoint")

@@ -84,8 +84,17 @@ def atlas_section(a: dict[str, Any]) -> str:
     return text + table(["model", "accuracy", "errors", "unique errors"], rows) + figure(a["figure"], "")
 
 
+def _recognition_text(rec: dict[str, Any] | None) -> str:
+    if not rec:
+        return ""
+    each = ", ".join(f"{escape(j['model'])}: {fmt(j['recognized'])}" for j in rec["judges"])
+    return (f"<p>Class images read as their class (top-1) by the other, independently trained models: "
+            f"<b>{fmt(rec['rate'])}</b> ({each}; chance {fmt(rec['chance'])}).</p>")
+
+
 def explain_section(e: dict[str, Any]) -> str:
-    return "".join(figure(f["path"], f"{f['title']}: {f['caption']}") for f in e["figures"])
+    figures = "".join(figure(f["path"], f"{f['title']}: {f['caption']}") for f in e["figures"])
+    return figures + _recognition_text(e.get("class_images", {}).get("recognition"))
 
 
 def model_card_section(e: dict[str, Any]) -> str:
