@@ -21,7 +21,8 @@ BASE = {"data": {"name": "digits"}, "model": {"num_stages": 2, "width": 16, "con
 def _cfg(**sections):
     raw = {k: dict(v) for k, v in BASE.items()}
     for k, v in sections.items():
-        raw[k] = raw.get(k, {}) | v
+        another_model = k == "model" and v.get("name", "cnn") != "cnn"  # its own family's section, not BASE's
+        raw[k] = dict(v) if another_model else raw.get(k, {}) | v
     return validate_config(raw)
 
 
