@@ -58,8 +58,8 @@ def _per_class(c: Candidate, p: Predictions, images, out: Path) -> dict[str, Any
 
 def _explain(c: Candidate, split, out: Path, steps: Optional[int], seed: int,
              others: list[Candidate]) -> Optional[dict[str, Any]]:
-    """Explain views of `c`; its class images are judged by `others` (the sweep's other top-K models,
-    trained apart: another seed or configuration)."""
+    """Explain views of `c`; its class images are judged by `others` (the sweep's other top-K models:
+    trained separately, with another configuration; the seed differs only where the sweep varies it)."""
     if c.model is None:
         return None
     from cnnsweep.analysis.class_images import ClassImageSettings
