@@ -85,32 +85,17 @@ class LoadedModel:
     path: Path
 
 
-def _class_names(state: dict[str, Any], f: Path) -> list[str]:
-    """The checkpoint's class names, held to the rules of a dataset's (count, length, printable), and
-    as many as the model has outputs."""
-    from cnnsweep.data import DataError
-    from cnnsweep.data.dataset import checked_class_names
-
-    try:
-        names = checked_class_names(list(state["class_names"]), f)
-        outputs = int(state["model_args"]["num_classes"])
-    except (DataError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{f}: bad class names or model_args ({err})") from None
-    if outputs != len(names):
-        raise CheckpointError(f"{f}: {len(names)} class names but {outputs} outputs in model_args")
-    return names
-
-
 def class_name_list(value: Any) -> list[str]:
-    """A class-name list read from a file (checkpoint or ONNX metadata): 1..MAX_NUM_CLASSES strings or
-    ints. It sizes the model's output layer and every prediction, so it is bounded before either exists."""
-    from cnnsweep.data.gtsrb_pickle import MAX_NUM_CLASSES
+    """A class-name list read from a file (checkpoint or ONNX metadata), held to a dataset's rules:
+    1..MAX_NUM_CLASSES names (ints are read as their text) of bounded length. It sizes the model's output
+    layer and every prediction, so it is checked before either exists. DataError is a ValueError."""
+    from cnnsweep.data.dataset import checked_class_names
 
     if not isinstance(value, list) or not all(isinstance(n, (str, int)) for n in value):
         raise ValueError(f"class_names must be a list of strings, got {type(value).__name__}")
-    if not 1 <= len(value) <= MAX_NUM_CLASSES:
-        raise ValueError(f"{len(value):,} classes: expected 1 to {MAX_NUM_CLASSES:,}")
-    return [str(n) for n in value]
+    if not value:
+        raise ValueError("no class names")
+    return checked_class_names([str(n) for n in value])
 
 
 def _checked_parts(state: dict[str, Any], f: Path) -> tuple[Any, Any, list[str], dict[str, int]]:

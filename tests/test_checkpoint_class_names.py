@@ -9,9 +9,13 @@ from cnnsweep.checkpoint import CheckpointError, load_model_from_checkpoint
 
 
 @pytest.mark.parametrize("names, match", [(["x" * 201], "longer than 200"), ([str(i) for i in range(10_001)],
-                                          "at most 10000"), (["a", "b"], "2 class names but 3 outputs")])
+                                          "10,001 classes|at most 10000"), (["a", "b"], "num_classes 3 does not match")])
 def test_bad_class_names_are_checkpoint_errors(monkeypatch, tmp_path, names, match):
-    state = {"class_names": names, "model_args": {"num_classes": 3}, "config": {}, "preprocess": {}}
+    from cnnsweep.transforms import Preprocess
+
+    preprocess = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8).to_dict()
+    args = {"num_classes": 3 if len(names) == 2 else len(names), "in_channels": 1, "image_size": 8}
+    state = {"class_names": names, "model_args": args, "config": {}, "preprocess": preprocess}
     monkeypatch.setattr(ckpt, "find_checkpoint_file", lambda p: tmp_path / "model.pt")
     monkeypatch.setattr(ckpt, "load_checkpoint", lambda f, map_location=None: state)
     with pytest.raises(CheckpointError, match=match):
