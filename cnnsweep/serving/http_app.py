@@ -101,7 +101,7 @@ async def read_upload(request: Request, settings: ServeSettings) -> bytes:
 
     try:
         form = await Request(request.scope, replay).form(max_files=1, max_fields=8)
-    except MultiPartException as exc:  # raised as is outside FastAPI (the fast front), as a 400 inside
+    except MultiPartException as exc:  # Starlette's parser errors, both kinds: our 400 JSON, one message
         raise bad_request(f"multipart body: {exc.message}") from None
     except StarletteHTTPException as exc:
         raise bad_request(f"multipart body: {exc.detail}") from None
@@ -268,8 +268,7 @@ def add_infer_routes(app: FastAPI, hub: Hub, heavy: asyncio.Semaphore) -> None:
 
 async def predict_upload(hub: Hub, name: str, request: Request, k: Optional[int],
                          heavy: asyncio.Semaphore) -> dict[str, Any]:
-    """POST /v2/models/{name}/predict: one uploaded image -> its top-k classes (shared by the FastAPI
-    route and the fast HTTP front, `fast_app.py`)."""
+    """POST /v2/models/{name}/predict: one uploaded image -> its top-k classes."""
     model = find_model(hub, name)
     data = await read_upload(request, hub.settings)
     logits = await upload_logits(hub, model, data, heavy)

@@ -15,7 +15,7 @@ import json
 from starlette.middleware import Middleware
 
 
-# Per-request hints Ray Serve 2.60's proxy and direct-ingress replicas read from the request headers,
+# Per-request hints Ray Serve 2.60's proxy reads from the request headers,
 # meant for a trusted load balancer (HAProxy): `x-request-timeout-seconds: 0` turns the whole-request
 # deadline (request_timeout_s) off for that request, and the other keeps a request running after its
 # client has gone. Sent by a client, they would lift the deadline a slow-drip client is stopped by.

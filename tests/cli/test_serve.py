@@ -4,7 +4,6 @@ server process that shuts down cleanly (exit 0) on SIGTERM and Ctrl-C."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -12,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 from typer.testing import CliRunner
@@ -32,13 +30,47 @@ def test_serve_name_count_must_match_models(tmp_path):
     assert result.exit_code == 2 and "one per model" in result.output
 
 
-def test_serve_fast_port_held_by_another_program_exits_2_before_ray_starts(tiny_onnx):
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
-        result = CliRunner().invoke(app, ["serve", str(tiny_onnx), "--fast-port", str(port)])
-    assert result.exit_code == 2 and f"127.0.0.1:{port} cannot be bound" in result.output, result.output
+def _settings_from(monkeypatch, args: list[str]):
+    """The ServeSettings (and keyword arguments) `cnnsweep serve ARGS` would start a server with."""
+    from cnnsweep.distributed.serve import server
+
+    seen = {}
+    monkeypatch.setattr(server, "serve_forever", lambda settings, **kwargs: seen.update(settings=settings, **kwargs))
+    result = CliRunner().invoke(app, ["serve", *args])
+    return result, seen
+
+
+def test_serve_defaults_are_serve_settings_defaults(monkeypatch, tiny_onnx):
+    from cnnsweep.serving import ServeSettings
+
+    result, seen = _settings_from(monkeypatch, [str(tiny_onnx)])
+    assert result.exit_code == 0, result.output
+    defaults = ServeSettings(models=[str(tiny_onnx)])
+    for field in ("num_replicas", "autoscaling_config", "max_batch_size", "batch_wait_timeout_s", "num_cpus",
+                  "num_gpus", "max_body_bytes", "request_timeout_s"):
+        assert getattr(seen["settings"], field) == getattr(defaults, field), field
+
+
+def test_serve_options_reach_the_settings_in_their_units(monkeypatch, tiny_onnx):
+    result, seen = _settings_from(monkeypatch, [
+        str(tiny_onnx), "--replicas", "auto", "--autoscaling-config", '{"min_replicas": 1, "max_replicas": 3}',
+        "--batch-wait-ms", "5", "--max-body-mb", "1", "--request-timeout-s", "12"])
+    assert result.exit_code == 0, result.output
+    settings = seen["settings"]
+    assert settings.num_replicas == "auto" and settings.autoscaling_config == {"min_replicas": 1, "max_replicas": 3}
+    assert settings.batch_wait_timeout_s == 0.005 and settings.max_body_bytes == 1024 * 1024
+    assert settings.request_timeout_s == 12
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--replicas", "many"], "neither a number nor 'auto'"),
+    (["--autoscaling-config", "{nope"], "not JSON"),
+    (["--autoscaling-config", "[1]"], "JSON object"),
+    (["--autoscaling-config", '{"max_replicas": 2}'], "needs num_replicas 'auto'"),
+])
+def test_serve_bad_scaling_options_exit_2(monkeypatch, tiny_onnx, args, message):
+    result, seen = _settings_from(monkeypatch, [str(tiny_onnx), *args])
+    assert result.exit_code == 2 and message in result.output and not seen, result.output
 
 
 def test_serve_rejects_a_file_that_is_not_a_cnnsweep_export(tmp_path):
@@ -84,105 +116,3 @@ def test_serve_process_exits_0_on_sigterm_and_ctrl_c(tmp_path, tiny_onnx, sig):
     assert proc.returncode == 0, stderr[-3000:]
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=2)
-
-
-def _wait_for_line(proc: subprocess.Popen, log: Path, pattern: str, seconds: float) -> re.Match:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proc.poll() is None:
-        if m := re.search(pattern, log.read_text()):
-            return m
-        time.sleep(1)
-    proc.kill()
-    pytest.fail(f"no {pattern!r} after {seconds} s (rc {proc.poll()}): {log.read_text()[-2000:]}")
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-def test_serve_direct_ingress_answers_on_the_replica_port_and_exits_0(tmp_path, tiny_onnx):
-    """--direct-ingress: the replica itself answers on its own port (not the proxy's), with the same
-    4xx JSON and read deadline (408), over HTTP and, with --grpc-port, over the KServe/Triton gRPC
-    protocol; --fast-port: the replica's fast front answers there too; SIGTERM still ends the process
-    with exit 0 and closes those ports."""
-    ports = []
-    for _ in range(3):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-    port, grpc_port, fast_port = ports
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
-    log = tmp_path / "stderr.txt"
-    with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", "from cnnsweep.cli import app; app()", "serve",
-                                 str(tiny_onnx), "--port", str(port), "--cpus-per-replica", "0.5",
-                                 "--direct-ingress", "--grpc-port", str(grpc_port), "--fast-port", str(fast_port)],
-                                env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=err)
-        grpc_replica = _wait_for_line(proc, log, r"one gRPC address per replica: (127\.0\.0\.1:\d+)", 180).group(1)
-        _check_grpc_replica(grpc_replica, grpc_port)
-        url = _wait_for_line(proc, log, r"one URL per replica: (http://127\.0\.0\.1:(\d+))", 10)
-        replica, replica_port = url.group(1), int(url.group(2))
-        assert replica_port != port
-        r = requests.post(f"{replica}/v2/models/tiny/predict", data=_png_bytes(), timeout=30,
-                          headers={"Content-Type": "image/png"})
-        assert r.status_code == 200 and r.json()["predictions"][0]["label"] in {"a", "b", "c"}, r.text
-        bad = requests.post(f"{replica}/v2/models/tiny/predict", data=b"not an image", timeout=30,
-                            headers={"Content-Type": "image/png"})
-        assert 400 <= bad.status_code < 500 and bad.json()["error"]
-        assert _stalled_upload_answer(replica_port).startswith("HTTP/1.1 408")  # the read deadline holds here too
-        fast = _wait_for_line(proc, log, r"fast HTTP front \(every replica, no proxy\) at (http://127\.0\.0\.1:\d+)", 10)
-        assert fast.group(1) == f"http://127.0.0.1:{fast_port}"
-        r = requests.post(f"{fast.group(1)}/v2/models/tiny/predict", data=_png_bytes(), timeout=30,
-                          headers={"Content-Type": "image/png"})
-        assert r.status_code == 200 and r.json()["predictions"][0]["label"] in {"a", "b", "c"}, r.text
-        assert _stalled_upload_answer(fast_port).startswith("HTTP/1.1 408")
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("server still running 90 s after SIGTERM")
-    assert proc.returncode == 0, log.read_text()[-3000:]
-    for closed in (replica, f"http://127.0.0.1:{fast_port}"):
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"{closed}/v2/health/live", timeout=2)
-
-
-def _check_grpc_replica(address: str, proxy_port: int) -> None:
-    """The replica's own gRPC port: raw UINT8 pixels in, probabilities out; a bad dtype INVALID_ARGUMENT."""
-    import grpc
-    import tritonclient.grpc as tg
-    from tritonclient.grpc import service_pb2 as pb
-    from tritonclient.grpc import service_pb2_grpc
-
-    assert int(address.rsplit(":", 1)[1]) != proxy_port
-    client = tg.InferenceServerClient(url=address)
-    inp = tg.InferInput("image", [2, 8, 8, 1], "UINT8")
-    inp.set_data_from_numpy((np.arange(128, dtype=np.uint8) * 2).reshape(2, 8, 8, 1))
-    probs = client.infer("tiny", [inp], outputs=[tg.InferRequestedOutput("probabilities")]).as_numpy("probabilities")
-    assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
-    bad = pb.ModelInferRequest(model_name="tiny", raw_input_contents=[bytes(64 * 8)])
-    bad.inputs.add(name="input", datatype="FP64", shape=[1, 1, 8, 8])
-    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as err:
-        service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(bad, timeout=30)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "FP64" in err.value.details()
-
-
-def _stalled_upload_answer(port: int) -> str:
-    """A client that sends headers and part of the body, then nothing: the server's answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as conn:
-        conn.sendall(b"POST /v2/models/tiny/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                     b"Content-Length: 1000\r\n\r\n\x89PNG")
-        answer = b""
-        while b'"}' not in answer and (chunk := conn.recv(65536)):  # headers and body may come apart
-            answer += chunk
-    return answer.decode()
-
-
-def _png_bytes() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray((np.arange(64, dtype=np.uint8) * 4).reshape(8, 8)).save(buf, format="PNG")
-    return buf.getvalue()

@@ -54,6 +54,7 @@ def test_rayservice_replica_memory_bound_fits_its_pod():
     assert settings.worst_case_bytes + REPLICA_BASELINE_BYTES <= per_replica, \
         (settings.worst_case_bytes / MiB, per_replica / MiB)
     assert serve_cfg["http_options"]["request_timeout_s"] > settings.read_timeout_s
+    assert serve_cfg["http_options"]["request_timeout_s"] == settings.request_timeout_s  # proxy = replica
 
 
 def test_rayservice_has_token_auth_no_open_dashboard_and_no_exposed_ray_ports():
@@ -82,7 +83,8 @@ def test_a_network_policy_limits_the_ray_ports_to_the_cluster_and_the_operator()
 def test_local_config_yaml_validates_and_binds_loopback():
     cfg = yaml.safe_load((SERVE / "config.yaml").read_text())
     assert cfg["http_options"]["host"] == "127.0.0.1" and cfg["http_options"]["request_timeout_s"] > 0
-    build_settings(cfg["applications"][0]["args"])
+    settings = build_settings(cfg["applications"][0]["args"])
+    assert cfg["http_options"]["request_timeout_s"] == settings.request_timeout_s  # proxy = replica
 
 
 def _import_attr(import_path: str):

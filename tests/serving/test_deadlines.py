@@ -1,9 +1,8 @@
-"""Whole-request deadlines without Ray, over raw sockets against real uvicorn servers on 127.0.0.1: a
-client dripping its body (one byte just inside the per-read deadline), its request head, or nothing
-at all is answered 408 (or cut off) within the deadline, and its slot is free for the next request.
-
-Fronts: the FastAPI app under a plain uvicorn (what Serve's proxy and direct-ingress servers run it
-in), and the fast front (its own uvicorn, with its own connection guards)."""
+"""Whole-request deadlines without Ray, over raw sockets against a real uvicorn server on 127.0.0.1: a
+client dripping its body (one byte just inside the per-read deadline) is answered 408 (or cut off)
+within the deadline, and its slot is free for the next request. The server is the FastAPI app under
+a plain uvicorn, as Serve's proxy runs it; what that uvicorn does not bound
+(a dripping request head) is in serve/README.md."""
 
 from __future__ import annotations
 
@@ -21,8 +20,6 @@ import requests
 import uvicorn
 from PIL import Image
 
-from cnnsweep.serving.fast_app import build_fast_app
-from cnnsweep.serving.fast_server import FastServer, bind_shared
 from cnnsweep.serving.http_app import build_http_app
 from cnnsweep.serving.model import load_served_model
 from cnnsweep.serving.settings import build_settings
@@ -31,7 +28,7 @@ READ_S = 0.5  # per-read deadline, seconds: the drip below sends a byte every DR
 REQUEST_S = 2.0  # whole-request deadline, seconds
 DRIP_S = 0.3
 SLACK_S = 1.5  # scheduling on a busy 2-core box
-SLOTS = 4  # max_ongoing_requests + max_queued_requests: the fast front's admission limit
+SLOTS = 4  # drips at once (= max_ongoing_requests)
 SETTINGS = {"max_batch_size": 4, "max_ongoing_requests": SLOTS, "max_queued_requests": 0, "read_timeout_s": READ_S,
             "request_timeout_s": REQUEST_S}
 INFER = "/v2/models/tiny/infer"
@@ -85,13 +82,10 @@ def hub(tiny_onnx):
     return InProcessHub(settings, load_served_model(settings.models[0], 1))
 
 
-@pytest.fixture(scope="module", params=["fastapi-plain-uvicorn", "fast-front"])
-def server(request, hub):
-    if request.param == "fast-front":
-        srv = FastServer(build_fast_app(hub), bind_shared("127.0.0.1", 0), head_timeout_s=READ_S).start()
-    else:
-        srv = PlainUvicorn(build_http_app(hub))
-    yield request.param, srv.port
+@pytest.fixture(scope="module")
+def server(hub):
+    srv = PlainUvicorn(build_http_app(hub))
+    yield srv.port
     srv.stop()
 
 
@@ -143,55 +137,13 @@ def _post_ok(port: int, path: str) -> None:
 
 @pytest.mark.parametrize("path", [INFER, PREDICT])
 def test_a_slow_drip_body_is_cut_off_at_the_request_deadline_and_frees_its_slot(server, path):
-    _, port = server
+    port = server
     cap = REQUEST_S + SLACK_S
     head = _request_head(path, GOOD[path][1], 100_000)
-    with ThreadPoolExecutor(SLOTS) as pool:  # as many drips as the fast front admits at once
+    with ThreadPoolExecutor(SLOTS) as pool:  # every slot held by a drip
         answers = list(pool.map(lambda _: _drip(port, head, b"x" * 1000, cap + 5), range(SLOTS)))
     for answer, seconds in answers:
         assert seconds < cap, (seconds, answer)
         assert answer == b"" or (answer.startswith(b"HTTP/1.1 408") and b'"error"' in answer), answer
     assert any(answer for answer, _ in answers), "at least one drip gets a 408, not just a closed socket"
     _post_ok(port, path)  # the slots are free again
-
-
-def test_a_slow_drip_request_head_is_cut_off(server):
-    kind, port = server
-    if kind != "fast-front":
-        pytest.skip("a head is read by the server in front of the app (Serve's proxy: see serve/README.md)")
-    answer, seconds = _drip(port, b"POST " + INFER.encode() + b" HTTP/1.1\r\n", b"X-Slow: " + b"a" * 200,
-                            REQUEST_S + SLACK_S + 5)
-    assert seconds < READ_S + SLACK_S, (seconds, answer)
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
-    _post_ok(port, INFER)
-
-
-def test_a_silent_connection_is_closed(server):
-    kind, port = server
-    if kind != "fast-front":
-        pytest.skip("Serve's proxy runs uvicorn without a head deadline (see serve/README.md)")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        start = time.monotonic()
-        answer, when = _answer(conn, start + READ_S + SLACK_S + 5)
-        assert answer == b"" and when - start < READ_S + SLACK_S, answer
-
-
-def test_a_keep_alive_connection_dripping_its_next_head_is_cut_off(server):
-    kind, port = server
-    if kind != "fast-front":
-        pytest.skip("Serve's proxy runs uvicorn without a head deadline (see serve/README.md)")
-    body, ctype = GOOD[INFER]
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(_request_head(INFER, ctype, len(body)) + body)
-        first, _ = _answer(conn, time.monotonic() + 5)
-        assert first.startswith(b"HTTP/1.1 200"), first
-        start = time.monotonic()
-        try:
-            for byte in b"POST / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa":
-                if select.select([conn], [], [], DRIP_S)[0]:
-                    break
-                conn.sendall(bytes([byte]))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer, when = _answer(conn, start + READ_S + SLACK_S + 5)
-        assert when - start < READ_S + SLACK_S and (answer == b"" or answer.startswith(b"HTTP/1.1 408")), answer

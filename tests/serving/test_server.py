@@ -50,32 +50,16 @@ def digits(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fast_port() -> int:
-    return _free_port()
-
-
-@pytest.fixture(scope="module")
-def server(ray_session, digits, fast_port):
-    """The `cnnsweep serve --fast-port` code path, bound to 127.0.0.1 on free ports; torn down after the
-    module (the replica's fast front with it: its port is free again)."""
+def server(ray_session, digits):
+    """The `cnnsweep serve` code path, bound to 127.0.0.1 on a free port; torn down after the module."""
     from ray import serve
 
     from cnnsweep.serving import build_settings
     from cnnsweep.distributed.serve import start_server
 
-    url = start_server(build_settings({"models": [str(digits[0])], **LIMITS, "fast_port": fast_port}),
-                       port=_free_port())
+    url = start_server(build_settings({"models": [str(digits[0])], **LIMITS}), port=_free_port())
     yield url
     serve.shutdown()
-    with socket.socket() as s:  # no SO_REUSEPORT: fails while any replica still listens there
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections in TIME_WAIT do not count
-        s.bind(("127.0.0.1", fast_port))
-
-
-@pytest.fixture(params=["proxy", "fast"])
-def front(request, server, fast_port) -> str:
-    """The same API through Serve's proxy and through the replica's own fast front."""
-    return server if request.param == "proxy" else f"http://127.0.0.1:{fast_port}"
 
 
 def _png(arr: np.ndarray, fmt: str = "PNG") -> bytes:
@@ -99,7 +83,7 @@ def _infer_body(shape, datatype="FP32", data=None, **extra) -> str:
 
 
 class Chunks:
-    """A body sent chunked (no length known up front), the same on every use."""
+    """A body sent chunked (no length known up server), the same on every use."""
 
     def __init__(self, chunk: bytes, n: int):
         self.chunk, self.n = chunk, n
@@ -175,26 +159,26 @@ BAD_REQUESTS = [  # (id, method, path, requests kwargs, expected status)
 ]
 
 
-def test_health_and_metadata_routes(front):
-    assert requests.get(f"{front}/v2/health/live").json() == {"live": True}
-    assert requests.get(f"{front}/v2/health/ready").json() == {"ready": True}
-    assert requests.get(f"{front}/v2/models/digits/ready").json() == {"name": "digits", "ready": True}
-    assert requests.get(f"{front}/v2/models/digits/versions/1/ready").status_code == 200
-    meta = requests.get(f"{front}/v2/models/digits").json()
+def test_health_and_metadata_routes(server):
+    assert requests.get(f"{server}/v2/health/live").json() == {"live": True}
+    assert requests.get(f"{server}/v2/health/ready").json() == {"ready": True}
+    assert requests.get(f"{server}/v2/models/digits/ready").json() == {"name": "digits", "ready": True}
+    assert requests.get(f"{server}/v2/models/digits/versions/1/ready").status_code == 200
+    meta = requests.get(f"{server}/v2/models/digits").json()
     assert meta["inputs"][0] == {"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}
     assert meta["outputs"][0]["shape"] == [-1, 10] and meta["parameters"]["class_names"][3] == "3"
-    assert requests.get(f"{front}/v2").json()["extensions"] == ["classification", "binary_tensor_data"]
-    assert [m["name"] for m in requests.get(f"{front}/v2/models").json()["models"]] == ["digits"]
-    assert "/v2/models/{name}/infer" in requests.get(f"{front}/openapi.json").json()["paths"]
-    assert requests.get(f"{front}/docs").status_code == 200
+    assert requests.get(f"{server}/v2").json()["extensions"] == ["classification", "binary_tensor_data"]
+    assert [m["name"] for m in requests.get(f"{server}/v2/models").json()["models"]] == ["digits"]
+    assert "/v2/models/{name}/infer" in requests.get(f"{server}/openapi.json").json()["paths"]
+    assert requests.get(f"{server}/docs").status_code == 200
 
 
-def test_predict_upload_multipart_and_raw_match_in_process_onnx(front, digits):
+def test_predict_upload_multipart_and_raw_match_in_process_onnx(server, digits):
     session = create_session(digits[0])
     lm = load_model_from_checkpoint(digits[1])
     expected = run_logits(session, lm.preprocess(torch.from_numpy(DIGIT)[None, None]).numpy())[0]
-    multipart = requests.post(f"{front}{PREDICT}?top_k=3", files={"file": ("d.png", GOOD_PNG, "image/png")})
-    raw = requests.post(f"{front}{PREDICT}?top_k=3", data=_png(DIGIT, "PPM"),
+    multipart = requests.post(f"{server}{PREDICT}?top_k=3", files={"file": ("d.png", GOOD_PNG, "image/png")})
+    raw = requests.post(f"{server}{PREDICT}?top_k=3", data=_png(DIGIT, "PPM"),
                         headers={"Content-Type": "image/x-portable-pixmap"})
     for r in (multipart, raw):
         assert r.status_code == 200, r.text
@@ -229,9 +213,9 @@ def test_tritonclient_fp32_binary_json_and_classification(server, digits):
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
-def test_bad_input_is_a_clear_4xx(front, case):
+def test_bad_input_is_a_clear_4xx(server, case):
     _, method, path, kwargs, status = case
-    r = getattr(requests, method)(f"{front}{path}", timeout=60, **kwargs)
+    r = getattr(requests, method)(f"{server}{path}", timeout=60, **kwargs)
     assert r.status_code == status, r.text
     assert isinstance(r.json()["error"], str) and r.json()["error"]
 
@@ -268,8 +252,26 @@ def test_overload_sheds_with_503_instead_of_hanging(server, digits):
     serve.delete("overload")
 
 
-def test_a_client_that_stalls_mid_body_gets_408_and_frees_its_slot(front):
-    host, port = front.removeprefix("http://").split(":")
+def test_an_autoscaled_app_answers(server, digits):
+    """num_replicas auto + autoscaling_config: Serve starts min_replicas and routes to them."""
+    from ray import serve
+
+    from cnnsweep.distributed.serve import build_app
+
+    serve.run(build_app({"models": [str(digits[0])], "num_replicas": "auto", "num_cpus": 0.5,
+                         "autoscaling_config": {"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 8}}),
+              name="autoscaled", route_prefix="/autoscaled")
+    try:
+        r = requests.post(f"{server}/autoscaled{PREDICT}", data=GOOD_PNG, headers=PNG, timeout=60)
+        assert r.status_code == 200 and r.json()["predictions"], r.text
+        [deployment] = serve.status().applications["autoscaled"].deployments.values()
+        assert deployment.status == "HEALTHY"
+    finally:
+        serve.delete("autoscaled")
+
+
+def test_a_client_that_stalls_mid_body_gets_408_and_frees_its_slot(server):
+    host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as conn:
         conn.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      f"Content-Length: 1000\r\n\r\n{{\"inputs\": ".encode())
@@ -280,7 +282,7 @@ def test_a_client_that_stalls_mid_body_gets_408_and_frees_its_slot(front):
         answer = answer.decode()
     assert answer.startswith("HTTP/1.1 408"), answer
     assert '"error"' in answer and time.perf_counter() - start < 20
-    assert requests.get(f"{front}/v2/health/ready", timeout=10).status_code == 200
+    assert requests.get(f"{server}/v2/health/ready", timeout=10).status_code == 200
 
 
 # ---------------------------------------------------------------------------- real GTSRB

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {"APP_NAME": "deployment", "InferenceServer": "deployment", "build_app": "deployment",
-            "build_deployment": "deployment", "replica_urls": "server", "serve_forever": "server",
+            "build_deployment": "deployment", "serve_forever": "server",
             "start_server": "server"}
 __all__ = list(_EXPORTS)
 

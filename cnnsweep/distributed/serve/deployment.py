@@ -15,13 +15,11 @@ from typing import Any, Callable
 import numpy as np
 from ray import serve
 
-from cnnsweep.distributed.serve.ray_internals import bind_grpc_to_host
 from cnnsweep.distributed.serve.proxy_setup import register_grpc_messages
-from cnnsweep.serving.batcher import split_rows
 from cnnsweep.serving.heap import freeze_startup_heap
 from cnnsweep.serving.http_app import build_http_app
 from cnnsweep.serving.model import ServedModel, load_served_models
-from cnnsweep.serving.settings import ServeSettings, build_settings
+from cnnsweep.serving.settings import ServeConfigError, ServeSettings, build_settings
 
 DEPLOYMENT_NAME = "InferenceServer"
 APP_NAME = "cnnsweep"
@@ -32,13 +30,17 @@ def num_images(items: list[np.ndarray]) -> int:
     return sum(len(x) for x in items)
 
 
+def split_rows(out: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """A batch's output -> one block of rows per request, in order (`parts`: the requests' inputs)."""
+    return np.split(out, np.cumsum([len(x) for x in parts])[:-1])
+
+
 @serve.ingress()  # Ray: FastAPI app built per replica by __serve_build_asgi_app__ (routes need the models)
 class InferenceServer:
     def __init__(self, settings: dict[str, Any]):
         import torch
 
         torch.set_num_threads(1)  # torch only preprocesses single requests here; ORT owns the cores
-        bind_grpc_to_host()  # Ray: direct ingress starts this replica's gRPC server after __init__
         register_grpc_messages()  # Ray: gRPC requests from the proxy arrive pickled
         self.settings: ServeSettings = build_settings(settings)
         self.models: dict[str, ServedModel] = load_served_models(self.settings)
@@ -47,23 +49,8 @@ class InferenceServer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort")
         self._batchers = {name: self._build_batcher(m.run) for name, m in self.models.items()}
         self._pixel_batchers = {name: self._build_batcher(m.run_pixels) for name, m in self.models.items()}
-        self._fast = None
-        if self.settings.fast_port is not None:  # our own HTTP front beside Serve's: same models and ORT thread
-            from cnnsweep.serving.fast_server import start_fast_server
-
-            self._fast = start_fast_server(self.settings, self.models, self._executor)
-        if self.settings.gc_freeze:  # last: everything alive now is start-up state (imports, models, servers)
+        if self.settings.gc_freeze:  # last: everything alive now is start-up state (imports, models)
             freeze_startup_heap()
-
-    def check_health(self) -> None:
-        """Ray: called by the controller every few seconds; raising makes Serve replace this replica."""
-        if self._fast is not None and not self._fast.alive:
-            raise RuntimeError(f"the fast HTTP front on port {self.settings.fast_port} has stopped")
-
-    def __del__(self):
-        """Ray: Serve calls this when it stops the replica (scale-down, redeploy, shutdown)."""
-        if getattr(self, "_fast", None) is not None:
-            self._fast.stop()
 
     def __serve_build_asgi_app__(self):
         return build_http_app(self)
@@ -90,7 +77,7 @@ class InferenceServer:
         return await self._pixel_batchers[name](pixels[None])
 
     # ------------------------------------------------------------------ KServe/Triton gRPC (OIP v2)
-    # Ray: Serve's gRPC ingress (the proxy's port, or each replica's own with direct ingress) routes
+    # Ray: Serve's gRPC ingress (the proxy's port) routes
     # /inference.GRPCInferenceService/<Method> to the deployment method of the same name, with the
     # deserialized request and Ray's RayServegRPCContext as `grpc_context` (status code + details).
 
@@ -119,6 +106,24 @@ class InferenceServer:
         return await self._grpc.call("ServerMetadata", request, grpc_context)
 
 
+def autoscaling(settings: ServeSettings) -> dict[str, Any]:
+    """num_replicas, and autoscaling_config checked by Ray's own AutoscalingConfig (a typo or an
+    impossible range is a ServeConfigError naming it, before anything is deployed)."""
+    if settings.autoscaling_config is None:
+        return {"num_replicas": settings.num_replicas}
+    from pydantic import ValidationError
+    from ray.serve.config import AutoscalingConfig
+
+    unknown = sorted(set(settings.autoscaling_config) - set(AutoscalingConfig.model_fields))
+    if unknown:  # Ray ignores unknown keys: a typo would silently fall back to its default
+        raise ServeConfigError(f"autoscaling_config: unknown {unknown}; known: {sorted(AutoscalingConfig.model_fields)}")
+    try:
+        config = AutoscalingConfig(**settings.autoscaling_config)
+    except (ValidationError, TypeError, ValueError) as e:  # Ray: pydantic errors, or its own ValueErrors
+        raise ServeConfigError(f"autoscaling_config: {e}") from None
+    return {"num_replicas": "auto", "autoscaling_config": config.model_dump(exclude_unset=True)}
+
+
 def build_deployment(settings: ServeSettings):
     """The deployment with the scaling and backpressure options from `settings`."""
     actor = {"num_cpus": settings.num_cpus}
@@ -126,8 +131,9 @@ def build_deployment(settings: ServeSettings):
         actor["num_gpus"] = settings.num_gpus
     # Ray: max_ongoing_requests per replica (>= max_batch_size so batches fill); beyond
     # max_queued_requests waiting in the proxy, new requests get 503 (+ Retry-After) instead of
-    # joining an unbounded queue.
-    return serve.deployment(InferenceServer, name=DEPLOYMENT_NAME, num_replicas=settings.num_replicas,
+    # joining an unbounded queue. num_replicas "auto": Serve's autoscaler, fed by the replicas' and
+    # proxies' ongoing-request counts (every request passes through Serve, so it sees all the load).
+    return serve.deployment(InferenceServer, name=DEPLOYMENT_NAME, **autoscaling(settings),
                             max_ongoing_requests=settings.max_ongoing_requests,
                             max_queued_requests=settings.max_queued_requests,
                             backpressure_config={"status_code": 503, "retry_after_s": settings.retry_after_s},

@@ -1,4 +1,4 @@
-"""What Ray Serve runs in each proxy (and direct-ingress replica) at start-up, through
+"""What Ray Serve runs in each proxy at start-up, through
 RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH: JSON error bodies for the proxy's own HTTP answers, the gRPC
 server bound to `cnnsweep serve --host` (Ray calls this before it starts its gRPC server), and the
 KServe/Triton messages made picklable (the gRPC proxy pickles each request for the replica)."""

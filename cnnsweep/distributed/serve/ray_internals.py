@@ -1,25 +1,19 @@
 """Every use of Ray's private modules in cnnsweep, in one place (Ray 2.60; `ray<2.61` in pyproject.toml).
 
-Ray Serve has no public API for these two needs. A Ray upgrade that moves them fails here, in
+Ray Serve has no public API for this need. A Ray upgrade that moves it fails here, in
 `tests/distributed/serve/test_ray_internals.py`, and nowhere else.
 
-1. `bind_grpc_to_host`: Ray 2.60 listens for gRPC on `[::]:<port>`, every interface, with no option to
-   change it (gRPCOptions has no host), while the API has no authentication. `cnnsweep serve` puts its
-   `--host` (127.0.0.1 by default) in CNNSWEEP_GRPC_HOST before Ray starts; every Serve process inherits
-   it, and this wraps the one function Ray binds its gRPC servers through
-   (`ray.serve._private.default_impl.add_grpc_address`), so they listen on that host instead. Without the
-   variable (a cluster started by hand, KubeRay) nothing changes.
-2. `replica_target_ports`: with direct ingress each replica serves on its own port, and no public API
-   lists those ports; the controller's target groups are what Ray's own HAProxy and tests read
-   (`ray.serve._private.test_utils.get_application_urls`), reached through the Serve client
-   (`ray.serve.context._get_global_client`).
+`bind_grpc_to_host`: Ray 2.60 listens for gRPC on `[::]:<port>`, every interface, with no option to
+change it (gRPCOptions has no host), while the API has no authentication. `cnnsweep serve` puts its
+`--host` (127.0.0.1 by default) in CNNSWEEP_GRPC_HOST before Ray starts; every Serve process inherits
+it, and this wraps the one function Ray binds its gRPC servers through
+(`ray.serve._private.default_impl.add_grpc_address`), so they listen on that host instead. Without the
+variable (a cluster started by hand, KubeRay) nothing changes.
 """
 
 from __future__ import annotations
 
 import os
-
-import ray
 
 GRPC_HOST_ENV = "CNNSWEEP_GRPC_HOST"
 
@@ -48,14 +42,3 @@ def bind_grpc_to_host() -> None:
 
     add_grpc_address.cnnsweep_host = host
     default_impl.add_grpc_address = add_grpc_address
-
-
-def replica_target_ports(app_name: str, protocol: str) -> list[tuple[int, str]]:
-    """(port, route prefix) of every target Serve's controller routes `protocol` traffic of `app_name`
-    to right now: the replicas' own ports once they listen, the proxy's before that."""
-    from ray.serve.context import _get_global_client
-
-    controller = _get_global_client()._controller
-    groups = ray.get(controller.get_target_groups.remote(app_name))
-    return [(t.port, g.route_prefix) for g in groups if g.protocol == protocol and g.app_name == app_name
-            for t in g.targets]

@@ -26,16 +26,3 @@ def test_the_grpc_bind_wrapper_replaces_the_function_ray_binds_through(monkeypat
 @pytest.mark.parametrize("host, expected", [("127.0.0.1", "127.0.0.1:9000"), ("::1", "[::1]:9000")])
 def test_grpc_address_keeps_the_port(host, expected):
     assert ray_internals.grpc_address(host, "[::]:9000") == expected
-
-
-def test_the_controller_still_lists_target_groups_with_ports():
-    from ray.serve._private.controller import ServeController
-    from ray.serve.context import _get_global_client
-
-    assert callable(_get_global_client)
-    params = inspect.signature(ServeController.get_target_groups).parameters
-    assert "app_name" in params
-    from ray.serve.schema import Target, TargetGroup
-
-    assert {"protocol", "app_name", "route_prefix", "targets"} <= set(TargetGroup.model_fields)
-    assert "port" in Target.model_fields
