@@ -3,14 +3,18 @@
 
     .venv/bin/python benchmarks/serve_load.py --data ../shared/data/gtsrb            # starts a server
     .venv/bin/python benchmarks/serve_load.py --url http://127.0.0.1:8000 --model model   # a running one
-    .venv/bin/python benchmarks/serve_load.py --direct-ingress --setups direct-grpc direct-http proxy-grpc
+    .venv/bin/python benchmarks/serve_load.py --setups proxy-http proxy-grpc
+    .venv/bin/python benchmarks/serve_load.py --setups haproxy-http proxy-http
 
 Requests are real GTSRB validation images: `--mode predict` POSTs one PNG per request to /predict
 (what a `curl` user does); `--mode infer` POSTs OIP v2 binary UINT8 tensors of `--images-per-request`
-raw images to /infer. `--direct-ingress` sends them to the replicas' own ports, round-robin, skipping
-Ray's HTTP proxy. `--setups` measures several ingress paths of one server side by side, level by level:
-proxy-http / proxy-grpc (Serve's proxies), direct-http / direct-grpc (the replicas' own ports) and
-fast-http (the replicas' fast HTTP front on one shared `--fast-port`, `cnnsweep serve --fast-port`);
+raw images to /infer. `--setups` measures several ingress paths of one server side by side, level by
+level: proxy-http / proxy-grpc (Serve's proxies, what `cnnsweep serve` runs) and haproxy-http (Ray
+2.60's HAProxy mode, RAY_SERVE_ENABLE_HA_PROXY=1 with direct ingress: HAProxy on `--port` balancing
+over the replicas' own ports; measured, not used by `cnnsweep serve`, see BENCHMARKS.md "One serving
+path"; Serve's Python proxy then runs as HAProxy's fallback on `--fallback-port`, and proxy-http
+measures that one). The fast HTTP front and plain direct ingress setups were removed with those paths
+(2026-12-06); their last numbers are in BENCHMARKS.md.
 gRPC requests are KServe/Triton ModelInfer calls with one raw UINT8 image (grpc.aio stub). Each level is bounded by `--requests` and `--seconds`. The load generator runs
 on the same cores as the server (say so when quoting the numbers).
 """
@@ -258,7 +262,7 @@ async def run_level(urls: list[str], bodies: list, mode: str, concurrency: int, 
     async def worker(send) -> None:
         nonlocal sent
         while sent < max_requests and time.perf_counter() < deadline:
-            i = sent  # direct ingress: the client spreads requests over the replicas (round-robin)
+            i = sent
             sent += 1
             await send(i, codes, latencies)
 
@@ -303,33 +307,38 @@ def start_local_server(onnx_path: str, args) -> str:
                                "num_replicas": args.replicas, "batch_wait_timeout_s": args.batch_wait_ms / 1000,
                                "max_ongoing_requests": args.max_ongoing or max(64, 2 * args.max_batch_size),
                                "max_queued_requests": args.max_queued, "num_threads": args.ort_threads})
-    if any(name.startswith("fast") for name in args.setups):
-        settings = settings.model_copy(update={"fast_port": args.fast_port})
     grpc_port = args.grpc_port if any("grpc" in name for name in args.setups) else None
-    return start_server(settings, port=args.port, direct_ingress=args.direct_ingress, grpc_port=grpc_port)
+    if args.haproxy:
+        haproxy_environment(args)
+    return start_server(settings, port=args.port, grpc_port=grpc_port)
+
+
+def haproxy_environment(args) -> None:
+    """Ray 2.60's HAProxy mode, read by the controller and replicas (inherited on a local start). Its
+    side ports move off Ray's defaults (8404, 9101, 8500, 9500), which other instances on this machine
+    may hold; its files are already per Ray node (/tmp/haproxy-serve/<node id>/). HAProxy routes to the
+    replicas' own ports (direct ingress); a local instance drains a stopping replica 1 s, not 30."""
+    os.environ |= {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+                   "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+                   "RAY_SERVE_HAPROXY_STATS_PORT": str(args.fallback_port + 1),
+                   "RAY_SERVE_HAPROXY_METRICS_PORT": str(args.fallback_port + 2),
+                   "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(args.fallback_port),
+                   "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(args.fallback_port + 3)}
 
 
 def setup_targets(name: str, args, proxy_url: str) -> tuple[str, list[str]]:
-    """(mode, targets) of one setup: proxy-http, proxy-grpc (Serve's proxies), direct-http, direct-grpc
-    (each replica's own port, round-robin; needs --direct-ingress, where the proxies stay up too)."""
-    from cnnsweep.distributed.serve import replica_urls
-
+    """(mode, targets) of one setup: proxy-http, proxy-grpc (Serve's proxies), haproxy-http."""
     proxy, protocol = name.split("-")
-    if proxy == "fast":  # every replica's fast front on the one shared port (the kernel spreads connections)
-        return args.mode, [f"http://127.0.0.1:{args.fast_port}/v2/models/{args.model}/{args.mode}"]
-    if proxy == "direct" and not args.direct_ingress:
-        raise SystemExit(f"setup {name} needs --direct-ingress")
+    if proxy == "haproxy":  # HAProxy on --port, balancing over the replicas' own ports
+        return args.mode, [f"http://127.0.0.1:{args.port}/v2/models/{args.model}/{args.mode}"]
+    if proxy == "proxy" and protocol == "http" and args.haproxy:  # Serve's proxy, as HAProxy's fallback
+        return args.mode, [f"http://127.0.0.1:{args.fallback_port}/v2/models/{args.model}/{args.mode}"]
     if protocol == "grpc":
-        targets = [f"127.0.0.1:{args.grpc_port}"] if proxy == "proxy" else replica_urls(args.grpc_port, protocol="gRPC")
-        return "grpc", targets
-    # With --direct-ingress, start_server returns a replica's URL: the proxy is named by its port here
-    # (before 2026-12-03 this used that URL, so "proxy-http" measured a replica's own port).
-    proxy_base = f"http://127.0.0.1:{args.port}" if args.direct_ingress and not args.url else proxy_url
-    bases = [proxy_base] if proxy == "proxy" else replica_urls(args.port)
-    return args.mode, [f"{base}/v2/models/{args.model}/{args.mode}" for base in bases]
+        return "grpc", [f"127.0.0.1:{args.grpc_port}"]
+    return args.mode, [f"{proxy_url}/v2/models/{args.model}/{args.mode}"]
 
 
-SETUPS = ["proxy-http", "proxy-grpc", "direct-http", "direct-grpc", "fast-http"]
+SETUPS = ["proxy-http", "proxy-grpc", "haproxy-http"]
 
 
 def parse_args():
@@ -360,12 +369,12 @@ def parse_args():
                    "(user code on the replica's own event loop: one thread hop less per request)")
     p.add_argument("--throughput-optimized", action="store_true", help="RAY_SERVE_THROUGHPUT_OPTIMIZED=1 "
                    "(Ray 2.60: user code on the replica loop, GC frozen at start-up, buffered request logs, ...)")
-    p.add_argument("--direct-ingress", action="store_true", help="RAY_SERVE_ENABLE_DIRECT_INGRESS=1: each "
-                   "replica serves HTTP itself (no proxy hop); requests go round-robin to the replicas' ports")
     p.add_argument("--grpc-port", type=int, default=9123, help="Serve's gRPC proxy (grpc setups)")
-    p.add_argument("--fast-port", type=int, default=8124, help="the replicas' fast HTTP front (fast-http setup)")
+    p.add_argument("--fallback-port", type=int, default=8125, help="haproxy-http setup: Serve's Python proxy "
+                   "(HAProxy's fallback; proxy-http then measures it); +1..+3: HAProxy's stats, metrics and "
+                   "the fallback's gRPC ports")
     p.add_argument("--setups", nargs="+", default=None, choices=SETUPS, help="measured side by side, "
-                   "interleaved level by level [direct-http with --direct-ingress, else proxy-http]; "
+                   "interleaved level by level [proxy-http]; "
                    "HTTP setups use --mode, gRPC ones send raw UINT8 images to ModelInfer")
     p.add_argument("--client-nice", type=int, default=0, help="niceness added to this process (load generator "
                    "and ORT reference) once the server is up; 15 = the replicas' own (Ray sets it)")
@@ -389,7 +398,8 @@ def parse_args():
                    "fraction of the best throughput measured (0 = skip)")
     args = p.parse_args()
     args.client_gc_freeze = args.gc_freeze != "none"
-    args.setups = args.setups or ["direct-http" if args.direct_ingress else "proxy-http"]
+    args.setups = args.setups or ["proxy-http"]
+    args.haproxy = any(name.startswith("haproxy") for name in args.setups)
     return args
 
 
@@ -455,7 +465,7 @@ def main() -> None:
     per_request = 1 if args.mode == "predict" else args.images_per_request
     bodies = {"predict": png_bodies(raw), "grpc": grpc_requests(raw, 1, args.model),
               "infer": infer_bodies(raw, args.images_per_request)}
-    # a setup per ingress path and HTTP client ("fast-http:raw"); gRPC setups have one client, grpc.aio
+    # a setup per ingress path and HTTP client ("proxy-http:raw"); gRPC setups have one client, grpc.aio
     setups = {f"{name}:{client}" if "grpc" not in name else name: (*setup_targets(name, args, proxy_url), client)
               for name in args.setups for client in args.clients if "grpc" not in name or client == args.clients[0]}
     print(f"endpoints: {setups}", flush=True)
@@ -477,7 +487,7 @@ def main() -> None:
             print(f"{name:<12} {format_level(level)}", flush=True)
     open_loops = run_open_loops(args, setups, levels, bodies) if args.open_loop_fraction > 0 else {}
     print(json.dumps({"open_loop": open_loops, "replicas": args.replicas, "same_thread": args.same_thread,
-                      "direct_ingress": args.direct_ingress, "setups": {n: t for n, (_, t, _) in setups.items()},
+                      "haproxy": args.haproxy, "setups": {n: t for n, (_, t, _) in setups.items()},
                       "client_loop": args.client_loop,
                       "throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED"),
                       "mode": args.mode, "images_per_request": per_request, "cpu_count": os.cpu_count(),
