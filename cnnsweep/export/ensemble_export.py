@@ -20,7 +20,7 @@ import torch
 from cnnsweep.atomic import atomic_path
 from cnnsweep.checkpoint import LoadedModel, load_model_from_checkpoint
 from cnnsweep.config import config_to_dict
-from cnnsweep.export.ensemble import EnsembleError, build_ensemble
+from cnnsweep.export.ensemble import EnsembleError, build_ensemble, plan_shared
 from cnnsweep.export.errors import ExportError
 from cnnsweep.export.metadata import OnnxModelInfo
 from cnnsweep.export.onnx_export import export_onnx, rewrite_metadata
@@ -32,6 +32,8 @@ from cnnsweep.transforms import Preprocess
 from cnnsweep import metrics as M
 
 # The config fields that tell members apart, for the metadata's member list (dotted paths).
+# leaderboard rows looked at when picking members (a trial whose preprocessing cannot join is skipped)
+MAX_CANDIDATES = 100
 SUMMARY_FIELDS = ("model.name", "model.num_stages", "model.width", "model.convs_per_stage", "model.dropout",
                   "model.pooling", "model.head", "data.grayscale", "data.equalize", "data.image_size",
                   "optim.name", "train.lr", "train.epochs", "train.seed")
@@ -95,20 +97,39 @@ def ensemble_metrics(session, shared: Preprocess, split) -> dict[str, float]:
             "val/num_images": float(len(y))}
 
 
-def load_members(sources: Sequence[ExportSource]) -> list[LoadedModel]:
-    members = [load_model_from_checkpoint(s.checkpoint) for s in sources]
-    names = {tuple(lm.class_names) for lm in members}
-    if len(names) != 1:
-        raise EnsembleError("cannot ensemble these members: they were trained on different class lists")
-    return members
+def choose_members(sources: Sequence[ExportSource], top: int) -> tuple[list[ExportSource], list[LoadedModel],
+                                                                       list[str]]:
+    """The `top` best trials that can share one ensemble graph with the best, in leaderboard order.
+
+    A sweep that searches preprocessing (e.g. `data.equalize`) ranks trials whose inputs cannot run in one
+    graph; such a trial is left out with a note and the next one is tried, rather than refusing the export.
+    """
+    chosen: list[ExportSource] = []
+    members: list[LoadedModel] = []
+    notes: list[str] = []
+    for source in sources:
+        lm = load_model_from_checkpoint(source.checkpoint)
+        try:
+            if members and lm.class_names != members[0].class_names:
+                raise EnsembleError("trained on another class list")
+            plan_shared([m.preprocess for m in members] + [lm.preprocess])
+        except EnsembleError as err:
+            notes.append(f"{source.label} left out of the ensemble: {err}")
+            continue
+        chosen.append(source)
+        members.append(lm)
+        if len(members) == top:
+            break
+    if len(members) < top:
+        notes.append(f"{len(members)} of the {top} members asked for: no other trial can join the best")
+    return chosen, members, notes
 
 
 def export_ensemble(sweep: str | Path, output: Optional[str | Path] = None, *, top: int = 3,
                     data_root: Optional[str] = None, atol: float = PROB_ATOL) -> ExportReport:
     """The best `top` trials of a sweep's leaderboard as one ONNX ensemble; raises ExportError if unverified."""
     start = time.perf_counter()
-    sources = resolve_sources(sweep, top)
-    members = load_members(sources)
+    sources, members, member_notes = choose_members(resolve_sources(sweep, MAX_CANDIDATES), top)
     model, shared = build_ensemble([lm.model for lm in members], [lm.preprocess for lm in members])
     dataset = load_export_data(members[0], data_root)
     entries = [member_entry(i, s, lm) for i, (s, lm) in enumerate(zip(sources, members), start=1)]
@@ -122,7 +143,7 @@ def export_ensemble(sweep: str | Path, output: Optional[str | Path] = None, *, t
         verification = verify_ensemble(session, members, shared, dataset.valid.images[:sum(BATCH_SIZES)], atol)
         report = ExportReport(str(sweep), str(target), staged.stat().st_size, verification.to_dict(),
                               max((e["metrics"].get(M.VAL_ACC, float("nan")) for e in entries)),
-                              notes=list(dataset.notes))
+                              notes=member_notes + list(dataset.notes))
         if not verification.ok:  # an ensemble that does not reproduce must not be served by accident
             raise ExportError(verification.failure_message().replace("max|diff|", "max|prob diff|"), report)
         info.metrics = ensemble_metrics(session, shared, dataset.valid)

@@ -45,7 +45,7 @@ RUNS = {
     ".venv/bin/cnnsweep train sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --json": "SMALL_GTSRB",
     ".venv/bin/cnnsweep train CONFIG --set train.lr=3e-4 --set model.batch_norm=false --output runs/x": "as written",
     ".venv/bin/cnnsweep train CONFIG --output runs/x --resume": "with the first run's --set",
-    ".venv/bin/cnnsweep summary sweeps/gtsrb.yaml --memory 8GiB": "as written",
+    ".venv/bin/cnnsweep summary sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --memory 8GiB": "as written",
     ".venv/bin/cnnsweep schema --output cnnsweep.schema.json": "as written",
     ".venv/bin/cnnsweep tune sweeps/quickstart.yaml --output runs/quickstart": "make demo runs it",
     "cnnsweep tune sweeps/quickstart.yaml --output runs/quickstart": "make demo runs it",
@@ -58,9 +58,10 @@ RUNS = {
     "cnnsweep serve runs/quickstart/best/model.onnx": "as written, then curl, then Ctrl-C",
     "curl -F file=@img.png http://127.0.0.1:8000/v2/models/model/predict": "as written, against that server",
     "cnnsweep export runs/quickstart": "as written",
-    ".venv/bin/cnnsweep export runs/gtsrb --top 3 --ensemble": "as written",
-    ".venv/bin/cnnsweep serve runs/gtsrb/exports/ensemble_top3.onnx": "as written, then one request, then Ctrl-C",
-    ".venv/bin/cnnsweep predict runs/gtsrb/exports/ensemble_top3.onnx test_images/ -o predictions.csv": "as written",
+    ".venv/bin/cnnsweep export runs/gtsrb --top 3 --ensemble": "as written (+ --json)",
+    ".venv/bin/cnnsweep serve runs/gtsrb/exports/ensemble_top3.onnx": "on the file the export made, then one request, "
+    "then Ctrl-C (ensemble_top3.onnx when all 3 trials can share one graph)",
+    ".venv/bin/cnnsweep predict runs/gtsrb/exports/ensemble_top3.onnx test_images/ -o predictions.csv": "on that file",
     ".venv/bin/cnnsweep predict runs/gtsrb gtsrb_pickle:../shared/data/gtsrb:valid --top-k 3 --json": "as written",
     ".venv/bin/cnnsweep predict model.onnx a.png b.jpg list.txt --address auto": "RAY_ADDRESS = this session's Ray",
     ".venv/bin/cnnsweep analyze runs/quickstart": "as written",
@@ -135,8 +136,14 @@ def _last_json(out: str) -> dict:
 @pytest.fixture(scope="module")
 def demo(project: Path) -> dict:
     start = time.perf_counter()
-    done = subprocess.run(["make", "demo"], cwd=project, env=_env(), capture_output=True, text=True,
-                          timeout=DEMO_TIMEOUT_S)
+    proc = subprocess.Popen(["make", "demo"], cwd=project, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=DEMO_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # nothing of it may outlive the test: the sweep would hold the output
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     return {"done": done, "seconds": time.perf_counter() - start}
 
 
@@ -162,7 +169,8 @@ def test_train_commands(demo, project):
     first = "--set train.lr=3e-4 --set model.batch_norm=false"
     run(f".venv/bin/cnnsweep train CONFIG {first} --output runs/x", project)
     run(f".venv/bin/cnnsweep train CONFIG --output runs/x --resume {first}", project)
-    text = run(".venv/bin/cnnsweep summary sweeps/gtsrb.yaml --memory 8GiB", project).stdout
+    text = run(".venv/bin/cnnsweep summary sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --memory 8GiB",
+               project).stdout
     assert "micro" in text.lower()
     run(".venv/bin/cnnsweep schema --output cnnsweep.schema.json", project)
     assert json.loads((project / "cnnsweep.schema.json").read_text())["properties"]["model"]["oneOf"]
@@ -262,10 +270,13 @@ def test_export_serve_curl_and_the_python_clients(demo, project):
 def test_ensemble_export_serve_and_predict(demo, project):
     if not (project / "runs" / "gtsrb" / "leaderboard.csv").is_file():
         pytest.skip("runs/gtsrb is made by test_tune_commands")
-    run(".venv/bin/cnnsweep export runs/gtsrb --top 3 --ensemble", project)
-    proc = _serve(".venv/bin/cnnsweep serve runs/gtsrb/exports/ensemble_top3.onnx", project)
+    out = _last_json(run(".venv/bin/cnnsweep export runs/gtsrb --top 3 --ensemble --json", project).stdout)
+    # as written when all 3 trials can share one graph; else the file is named by the members it has
+    made = Path(out["onnx"]).relative_to(project.resolve()) if Path(out["onnx"]).is_absolute() else Path(out["onnx"])
+    assert made.parent == Path("runs/gtsrb/exports") and made.name.startswith("ensemble_top"), out
+    proc = _serve(f".venv/bin/cnnsweep serve {made}", project)
     try:
-        r = requests.post("http://127.0.0.1:8000/v2/models/ensemble_top3/predict",
+        r = requests.post(f"http://127.0.0.1:8000/v2/models/{made.stem}/predict",
                           files={"file": ("x.png", _png(project / "sign.png", 32).read_bytes(), "image/png")}, timeout=60)
         assert r.status_code == 200, r.text
     finally:
@@ -273,7 +284,7 @@ def test_ensemble_export_serve_and_predict(demo, project):
     (project / "test_images").mkdir(exist_ok=True)
     for i in range(3):
         _png(project / "test_images" / f"{i}.png", 32)
-    run(".venv/bin/cnnsweep predict runs/gtsrb/exports/ensemble_top3.onnx test_images/ -o predictions.csv", project)
+    run(f".venv/bin/cnnsweep predict {made} test_images/ -o predictions.csv", project)
     assert len((project / "predictions.csv").read_text().splitlines()) == 4
     out = _last_json(run(".venv/bin/cnnsweep predict runs/gtsrb gtsrb_pickle:../shared/data/gtsrb:valid --top-k 3 "
                          "--json", project).stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 import json
 
 import numpy as np
@@ -170,3 +171,22 @@ def test_failed_ensemble_re_export_keeps_the_previous_file_and_leaves_no_temp(ti
         export_ensemble(tiny_gtsrb_sweep, target, top=2, atol=-1.0)  # no export can pass this check
     assert target.read_bytes() == b"the previous, verified ensemble"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ensemble.onnx"]
+
+
+def test_members_whose_preprocessing_cannot_join_the_best_are_left_out_with_a_note(monkeypatch):
+    from cnnsweep.export import ensemble_export
+    from cnnsweep.export.sources import ExportSource
+
+    def member(equalize: str):
+        pre = Preprocess(source_size=(8, 8), source_channels=3, resize_to=8, equalize=equalize, mean=(0.5,) * 3,
+                         std=(0.2,) * 3)
+        return type("Loaded", (), {"preprocess": pre, "class_names": ["a", "b"]})()
+
+    loaded = {"t1": member("none"), "t2": member("global"), "t3": member("none"), "t4": member("none")}
+    monkeypatch.setattr(ensemble_export, "load_model_from_checkpoint", lambda path: loaded[str(path)])
+    sources = [ExportSource(Path(t), Path(f"{t}.onnx"), f"top{i} ({t})", t) for i, t in enumerate(loaded, 1)]
+    chosen, members, notes = ensemble_export.choose_members(sources, top=3)
+    assert [s.trial_id for s in chosen] == ["t1", "t3", "t4"]
+    assert len(notes) == 1 and notes[0].startswith("top2 (t2) left out") and "equalization" in notes[0]
+    chosen, _, notes = ensemble_export.choose_members(sources[:2], top=3)
+    assert [s.trial_id for s in chosen] == ["t1"] and "1 of the 3 members" in notes[-1]
