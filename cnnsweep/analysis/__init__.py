@@ -1,4 +1,4 @@
-"""Explaining models (issue 8): per-class errors, data analysis, visualizations, the HTML report.
+"""Explaining models: per-class errors, data analysis, visualizations, the HTML report.
 
 Plain PyTorch / ONNX Runtime (never ray): what a model gets wrong, what it sees, where it looks, what it costs.
 

@@ -7,7 +7,7 @@ reduction"). So with several ranks every micro-step runs under `no_sync` (no col
 forward/backward passes, where an OOM can strike), the ranks then all-reduce an OOM flag, and
 either all retry with half the micro-batch or all average their gradients explicitly, in ~25 MiB
 flattened buckets like DDP's. The cost: the gradient all-reduce no longer overlaps the last backward
-pass; measured on 2 CPU gloo workers (BENCHMARKS.md) that averaging is ~0.5% of a GTSRB step.
+pass (benchmarks/ddp_step.py measures what that costs; BENCHMARKS.md has the figures).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Keep Python's cyclic garbage collector from pausing a serving process for hundreds of milliseconds.
 
 A replica holds ~470,000 objects from its imports (ray, torch, onnxruntime, FastAPI) and the loaded
-models. A full (generation 2) collection walks all of them: ~295 ms measured on these cores, with the
-GIL held, so every thread of the replica stops (event loop, batcher, ORT hand-off), and requests that
-arrive meanwhile wait it out. The same pause in the benchmark's load generator (345-379 ms) put the p99
-of its open loops at 291-434 ms (BENCHMARKS.md, "A lean load generator and garbage-collector pauses").
+models. A full (generation 2) collection walks all of them with the GIL held, hundreds of milliseconds
+on a small machine, so every thread of the replica stops (event loop, batcher, ORT hand-off), and requests
+that arrive meanwhile wait it out; the same pause in a load generator shows in its p99 (BENCHMARKS.md,
+"A lean load generator and garbage-collector pauses", has the measurements).
 `gc.freeze()` moves the objects alive after start-up to a permanent generation that collections skip
 (the technique of Instagram's Django servers, and what the gc module documents it for); reference
 counting still frees them, only cycles among them are never collected. Collections then walk only

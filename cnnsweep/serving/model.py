@@ -42,7 +42,7 @@ class ServedModel:
 
     def run_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 N x native_pixels_shape -> logits N x K: one preprocessing call and one ORT run per batch
-        (per-request torch calls cost ~0.17 ms of the event loop each at saturation; BENCHMARKS.md)."""
+        (per-request torch calls each hold the event loop; BENCHMARKS.md has what they cost)."""
         if pixels.ndim == 3:  # N x H x W gray: prepare_hwc would read it as one H x W x C image
             pixels = pixels[..., None]
         return self.run(self.prepare_pixels(pixels))

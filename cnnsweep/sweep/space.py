@@ -560,6 +560,6 @@ def num_trials(search: SearchConfig) -> int:
 
 def default_startup_trials(search: SearchConfig) -> int:
     """TPE's random warm-up: half the trials, 4 to 10 (Optuna's default is 10). Fewer (a quarter, min 2)
-    let TPE settle on a mediocre region: benchmarks/sweep_efficiency.py, 10 seeds, median trial-epochs
-    to random search's best / random's: 3 start-up trials 0.48, 6 -> 0.40, 10 -> 0.37 (BENCHMARKS.md)."""
+    let TPE settle on a mediocre region (benchmarks/sweep_efficiency.py compares start-up counts;
+    BENCHMARKS.md has the figures)."""
     return search.startup_trials or max(4, min(10, math.ceil(search.num_samples / 2)))
