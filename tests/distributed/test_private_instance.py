@@ -16,7 +16,6 @@ import pytest
 
 
 BIN = Path(sys.executable).parent
-LATEST_SESSION = "/tmp/ray/session_latest"  # Ray's default temp dir: the newest instance's session folder
 CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # what `ray.init()` / `serve run` connect to
 
 
@@ -59,21 +58,34 @@ def _start_other_instance(tmp_path: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{dash}"
 
 
-def _stop_other_instance(proc: subprocess.Popen, session: str) -> None:
-    """Its process group, then what left the group (workers) by its session folder's name: never
-    `ray stop`, which would end every Ray instance on the machine, this test session's included."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def _descendants(pid: int) -> set[int]:
+    """Every process started under `pid` (Ray's gcs, raylet, dashboard, workers), by the parent links."""
+    children: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-    for pid in filter(str.isdigit, os.listdir("/proc")) if session else []:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _stop_other_instance(proc: subprocess.Popen) -> None:
+    """Exactly the processes of that instance: never `ray stop`, which would end every Ray instance on the
+    machine, this test session's included, and nothing matched by name, which could be another's."""
+    members = _descendants(proc.pid) | {proc.pid}
+    for pid in members:
         try:
-            if session.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(int(pid), signal.SIGKILL)
-        except OSError:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
+    proc.wait(timeout=60)
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -105,15 +117,13 @@ def test_a_training_keeps_its_workers_while_another_ray_instance_starts(ray_sess
     fit.start()
     time.sleep(15)  # the controller, its cleaner and both workers are up
     other, dashboard = _start_other_instance(tmp_path)
-    session = ""
     try:
         _wait_http(dashboard, other)
-        session = os.path.basename(os.path.realpath(LATEST_SESSION))
         time.sleep(8)  # the cleaner looks at its controller every 1 s
     finally:
         (tmp_path / "stop").touch()
         fit.join(timeout=120)
-        _stop_other_instance(other, session)
+        _stop_other_instance(other)
     result = outcome.get("result")
     assert isinstance(result, dict), result
     assert result["error"] is None, result["error"]
