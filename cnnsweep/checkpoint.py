@@ -94,7 +94,7 @@ def class_name_list(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(n, (str, int)) for n in value):
         raise ValueError(f"class_names must be a list of strings, got {type(value).__name__}")
     if not value:
-        raise ValueError("no class names")
+        raise ValueError("0 classes: a model needs at least one class name")
     return checked_class_names([str(n) for n in value])
 
 
