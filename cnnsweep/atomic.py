@@ -57,21 +57,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     `write` gets a binary file object (e.g. `lambda f: torch.save(state, f)`). Creates the parent
     folder. Returns `path`. On any exception (or KeyboardInterrupt) the target is left as it was.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(p.parent)
-    return p
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
