@@ -52,7 +52,8 @@ RUNS = {
     ".venv/bin/cnnsweep tune sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --set search.num_samples=6 "
     "--output runs/gtsrb": "SMALL_GTSRB, 3 samples",
     ".venv/bin/cnnsweep tune sweeps/ablation.yaml --set data.root=../shared/data/gtsrb": "SMALL_GTSRB, one variant, one seed",
-    ".venv/bin/cnnsweep tune SWEEP --output runs/x --resume": "on runs/quickstart (a finished sweep)",
+    ".venv/bin/cnnsweep tune SWEEP --output runs/x --resume": "tests/distributed/test_tune.py runs it (`cnnsweep tune "
+    "SWEEP --output OUT --resume` after a SIGKILL)",
     ".venv/bin/tensorboard --logdir runs/quickstart": "as written (+ a free port), until it answers",
     ".venv/bin/cnnsweep serve runs/quickstart/best/model.onnx": "as written, then curl, then Ctrl-C",
     "cnnsweep serve runs/quickstart/best/model.onnx": "as written, then curl, then Ctrl-C",
@@ -188,7 +189,6 @@ def test_tune_commands(demo, project):
     run(f".venv/bin/cnnsweep tune sweeps/ablation.yaml --set data.root=../shared/data/gtsrb {SMALL_GTSRB} "
         f"{one_variant} --output runs/ablation", project, timeout=900)
     assert "dropout" in (project / "runs" / "ablation" / "ablation.csv").read_text()
-    run(".venv/bin/cnnsweep tune SWEEP --output runs/quickstart --resume", project)
 
 
 def test_tensorboard_serves_the_sweep(demo, project):
