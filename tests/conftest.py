@@ -138,3 +138,39 @@ def another_process_holds():
             os.close(fd)
 
     return hold
+
+
+# ---------------------------------------------------------------- crafted model files (serve, predict, analyze)
+
+def _external_weights(proto) -> None:
+    import onnx
+
+    tensor = next(t for t in proto.graph.initializer if t.name == "head.fc.weight")
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in {"location": "secret.bin", "offset": "0", "length": "48"}.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+
+
+def _more_logits_than_class_names(proto) -> None:
+    proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 7
+
+
+UNTRUSTWORTHY_EDITS = {"external data": _external_weights, "3 classes": _more_logits_than_class_names}
+
+
+@pytest.fixture
+def plant_onnx(tiny_onnx):
+    """plant(words, folder) -> folder/m.onnx: tiny_onnx edited as UNTRUSTWORTHY_EDITS[words] says (the
+    refusal names `words`), with secret.bin beside it, which ONNX Runtime would read into the weights."""
+    import onnx
+
+    def plant(words: str, folder: Path) -> Path:
+        proto = onnx.load(str(tiny_onnx))
+        UNTRUSTWORTHY_EDITS[words](proto)
+        (folder / "secret.bin").write_bytes(b"s3cret" * 8)
+        (folder / "m.onnx").write_bytes(proto.SerializeToString())
+        return folder / "m.onnx"
+
+    return plant

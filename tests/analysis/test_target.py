@@ -75,19 +75,8 @@ def test_run_folder_and_data_root(digits_checkpoint, tmp_path):
     assert m["target"]["kind"] == "run" and m["output"] == str((run / "analysis").resolve())
 
 
-def test_an_onnx_target_that_names_external_data_is_refused(tiny_onnx, tmp_path):
-    import onnx
-
-    proto = onnx.load(str(tiny_onnx))
-    tensor = next(t for t in proto.graph.initializer if t.name == "head.fc.weight")
-    tensor.ClearField("raw_data")
-    tensor.data_location = onnx.TensorProto.EXTERNAL
-    for key, value in {"location": "secret.bin", "offset": "0", "length": "48"}.items():
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, value
-    (tmp_path / "secret.bin").write_bytes(b"s3cret" * 8)
-    (tmp_path / "m.onnx").write_bytes(proto.SerializeToString())
-    _one_line_exit_2(_run(tmp_path / "m.onnx"), "external data")
+def test_an_onnx_target_that_names_external_data_is_refused(plant_onnx, tmp_path):
+    _one_line_exit_2(_run(plant_onnx("external data", tmp_path)), "external data")
 
 
 def test_an_onnx_target_whose_metadata_does_not_describe_its_graph_is_refused(tiny_onnx, tmp_path):
