@@ -46,7 +46,11 @@ def test_subset_smaller_than_class_count_falls_back_to_random():
     assert len(ds.train) == 5 and any("random" in n for n in ds.notes)
 
 
-def test_registry_errors_and_custom_format(tmp_path):
+def test_registry_errors_and_custom_format(tmp_path, monkeypatch):
+    from cnnsweep.registry import DATASETS
+
+    # a registration lasts for the process: keep the test's entry out of the registry the other tests see
+    monkeypatch.setattr(DATASETS, "_entries", dict(DATASETS._entries))
     with pytest.raises(DataError, match="unknown dataset 'nope'.*digits"):
         create_dataset("nope")
     with pytest.raises(DataError, match="no option"):
