@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from cnnsweep.checkpoint import CheckpointState
 from cnnsweep.config import AugmentConfig, ConfigError, load_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import FitHooks, fit, predict_logits
@@ -57,15 +58,15 @@ class KeepLast(FitHooks):
               f"wall {metrics['wall_s']:.0f} s", flush=True)
 
 
-def tta_accuracy(model, state: dict, images: torch.Tensor, labels: torch.Tensor,
+def tta_accuracy(model, state: CheckpointState, images: torch.Tensor, labels: torch.Tensor,
                  shifts: list[tuple[int, int]] = TTA_SHIFTS_PX) -> float:
     """Validation accuracy with softmax averaged over `shifts` (border padding, like training)."""
-    pre = Preprocess.from_dict(state["preprocess"])
+    pre = Preprocess.from_dict(state.preprocess)
     x = pre.prepare(images)
     side = x.shape[-1]
     shifter = BatchAugment(AugmentConfig())
-    amp = resolve_amp(state["config"]["train"]["amp"], torch.device("cpu"))
-    probs = torch.zeros(len(x), len(state["class_names"]))
+    amp = resolve_amp(state.config["train"]["amp"], torch.device("cpu"))
+    probs = torch.zeros(len(x), len(state.class_names))
     for dx, dy in shifts:
         t = torch.tensor([[dx / side, dy / side]]).expand(len(x), 2)
         shifted = shifter.apply(x, AugmentParams(translate=t)) if (dx or dy) else x

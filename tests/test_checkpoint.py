@@ -8,8 +8,8 @@ import pickle
 import pytest
 import torch
 
-from cnnsweep.checkpoint import (CHECKPOINT_FILE, CheckpointError, find_checkpoint_file, load_checkpoint,
-                                 save_checkpoint)
+from cnnsweep.checkpoint import (CHECKPOINT_FILE, FORMAT_VERSION, CheckpointError, find_checkpoint_file,
+                                 load_checkpoint, save_checkpoint)
 
 
 class _Evil:
@@ -26,7 +26,7 @@ def test_round_trip_and_side_files(tmp_path):
     assert (d / "config.yaml").read_text().startswith("train:")
     assert "val/acc" in (d / "metrics.json").read_text()
     loaded = load_checkpoint(d)
-    assert torch.equal(loaded["model"]["w"], torch.ones(2))
+    assert torch.equal(loaded.model["w"], torch.ones(2)) and loaded.version == FORMAT_VERSION
     assert find_checkpoint_file(tmp_path) == d / CHECKPOINT_FILE  # a run folder is searched
 
 
@@ -53,7 +53,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         save_checkpoint({"config": {}, "model": {"v": torch.tensor(2)}}, tmp_path)
     monkeypatch.undo()
-    assert load_checkpoint(d)["model"]["v"].item() == 1
+    assert load_checkpoint(d).model["v"].item() == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "config.yaml"]  # no temp left
 
 
@@ -93,7 +93,7 @@ def test_save_checkpoint_dir_replaces_the_whole_folder(tmp_path):
     d = tmp_path / "best"
     save_checkpoint_dir({"model": {}, "config": {"name": "old"}, "metrics": {"val/acc": 0.1}}, d)
     save_checkpoint_dir({"model": {}, "config": {"name": "new"}}, d)
-    assert load_checkpoint(d)["config"]["name"] == "new"
+    assert load_checkpoint(d).config["name"] == "new"
     assert not (d / "metrics.json").exists()  # nothing of the old folder survives
     assert [p.name for p in tmp_path.iterdir()] == ["best"]
 
@@ -143,6 +143,67 @@ def _with_config(section, **values):
 def test_sizes_and_shapes_in_a_checkpoint_are_checked_before_the_model_is_built(tmp_path, state, words):
     from cnnsweep.checkpoint import load_model_from_checkpoint
 
+    torch.save(state, tmp_path / CHECKPOINT_FILE)  # crafted: save_checkpoint would refuse some of these
     with pytest.raises(CheckpointError, match=words) as err:
-        load_model_from_checkpoint(save_checkpoint(state, tmp_path))
+        load_model_from_checkpoint(tmp_path)
     assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------- the CheckpointState schema
+
+
+def test_a_state_round_trips_through_the_schema(tmp_path):
+    from cnnsweep.checkpoint import CheckpointState, load_model_from_checkpoint
+
+    state = CheckpointState.model_validate(_tiny_state(epoch=4, metrics={"val/acc": 0.5}, history=[{"epoch": 4}]))
+    save_checkpoint(state, tmp_path)
+    raw = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)
+    assert raw["version"] == FORMAT_VERSION and "format" not in raw and "optimizer" not in raw  # unset: left out
+    loaded = load_checkpoint(tmp_path)
+    assert loaded.model_dump(exclude={"model"}) == state.model_dump(exclude={"model"})
+    assert loaded.model_args.num_classes == 3 and loaded.epoch == 4 and loaded.history == [{"epoch": 4}]
+    # the state dict is the object torch.load made, module versions (`_metadata`) included
+    assert loaded.model._metadata == state.model._metadata
+    assert load_model_from_checkpoint(tmp_path).metrics == {"val/acc": 0.5}
+
+
+@pytest.mark.parametrize("marker", [{"format": "cnnsweep/1"}, {}])
+def test_an_unversioned_checkpoint_of_the_previous_code_still_loads(tmp_path, marker):
+    from cnnsweep.checkpoint import load_model_from_checkpoint
+
+    torch.save(_tiny_state(**marker), tmp_path / CHECKPOINT_FILE)  # what fit wrote before `version`
+    assert load_checkpoint(tmp_path).version == FORMAT_VERSION
+    assert load_model_from_checkpoint(tmp_path).class_names == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"version": FORMAT_VERSION + 1}, f"format version {FORMAT_VERSION + 1}.*reads version {FORMAT_VERSION}"),
+    ({"version": str(FORMAT_VERSION)}, "format version '2'"),
+    ({"version": True}, "format version True,"),
+    ({"format": "cnnsweep/9"}, "unknown checkpoint format 'cnnsweep/9'"),
+    ({"format": "cnnsweep/1", "version": FORMAT_VERSION}, "format: unknown key"),
+    ({"notes": "hi"}, "not a cnnsweep checkpoint \\(notes: unknown key\\)"),
+    ({"model_args": {"num_classes": 3, "in_channels": 1, "image_size": 8, "depth": 9}}, "model_args.depth: unknown"),
+    ({"epoch": True}, "epoch: Input should be a valid integer"),
+    ({"epoch": -1}, "epoch: must be greater than or equal to 0"),
+    ({"model": [1, 2]}, "model: .*must be a mapping, got list"),
+    ({"class_names": ["a", 1.5, "c"]}, "class_names.1"),
+])
+def test_another_version_or_shape_is_one_line_naming_the_file(tmp_path, changes, words):
+    torch.save(_tiny_state(**changes), tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(CheckpointError, match=words) as err:
+        load_checkpoint(tmp_path)
+    assert str(err.value).startswith(str(tmp_path / CHECKPOINT_FILE)) and "\n" not in str(err.value)
+
+
+def test_a_file_full_of_unknown_keys_gives_a_bounded_message(tmp_path):
+    torch.save(_tiny_state(**{f"k{i}\nx": i for i in range(1000)}), tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(CheckpointError, match=r"k0; x: unknown key.*\.\.\. \(1000 problems\)") as err:
+        load_checkpoint(tmp_path)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 500
+
+
+def test_saving_goes_through_the_schema_too(tmp_path):
+    with pytest.raises(CheckpointError, match="notes: unknown key"):
+        save_checkpoint(_tiny_state(notes="hi"), tmp_path / "ck")
+    assert not (tmp_path / "ck").exists()  # nothing written

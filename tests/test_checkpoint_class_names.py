@@ -15,7 +15,7 @@ def test_bad_class_names_are_checkpoint_errors(monkeypatch, tmp_path, names, mat
 
     preprocess = Preprocess(source_size=(8, 8), source_channels=1, resize_to=8).to_dict()
     args = {"num_classes": 3 if len(names) == 2 else len(names), "in_channels": 1, "image_size": 8}
-    state = {"class_names": names, "model_args": args, "config": {}, "preprocess": preprocess}
+    state = ckpt.CheckpointState(class_names=names, model_args=args, config={}, preprocess=preprocess, model={})
     monkeypatch.setattr(ckpt, "find_checkpoint_file", lambda p: tmp_path / "model.pt")
     monkeypatch.setattr(ckpt, "load_checkpoint", lambda f, map_location=None: state)
     with pytest.raises(CheckpointError, match=match):

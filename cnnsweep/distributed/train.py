@@ -22,7 +22,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig as 
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from cnnsweep import metrics as M
-from cnnsweep.checkpoint import load_checkpoint, save_checkpoint
+from cnnsweep.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from cnnsweep.config import ConfigError, RunConfig, config_to_dict, validate_config
 from cnnsweep.data import ImageDataset, load_dataset
 from cnnsweep.engine import FitHooks, fit
@@ -46,14 +46,14 @@ class RayTrainHooks(FitHooks):
         # Ray: wraps in DistributedDataParallel when world_size > 1 (process group set up by TorchTrainer)
         return ray.train.torch.prepare_model(model, move_to_device=False)
 
-    def load_resume_state(self) -> Optional[dict[str, Any]]:
+    def load_resume_state(self) -> Optional[CheckpointState]:
         ckpt = ray.train.get_checkpoint()  # Ray: latest registered checkpoint after a worker restart
         if ckpt is None:
             return None
         with ckpt.as_directory() as d:
             return load_checkpoint(d)
 
-    def report(self, metrics: dict[str, float], checkpoint_state: Optional[dict[str, Any]]) -> None:
+    def report(self, metrics: dict[str, float], checkpoint_state: Optional[CheckpointState]) -> None:
         _maybe_crash_once(int(metrics["epoch"]), self.rank)
         if self.rank == 0 and self.history_path:
             with open(self.history_path, "a") as f:  # the CLI's progress bar follows this file

@@ -15,6 +15,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from cnnsweep.checkpoint import CheckpointError, CheckpointState, ModelArgs
 from cnnsweep.config import RunConfig, config_to_dict
 from cnnsweep.data import DeviceBatches, ImageDataset, build_epoch_indices, class_weights
 from cnnsweep.engine.amp import build_scaler, resolve_amp
@@ -99,19 +100,26 @@ def _build_run(cfg: RunConfig, dataset: ImageDataset, hooks: FitHooks) -> _Run:
                 augment, balance_augment, warmup)
 
 
+_RESUME_PARTS = ("optimizer", "scheduler", "scaler", "epoch")  # optional in a checkpoint, needed to resume
+
+
 def _resume(run: _Run) -> None:
     state = run.hooks.load_resume_state()
     if state is None:
         return
-    run.model.load_state_dict(state["model"])
-    run.step.optimizer.load_state_dict(state["optimizer"])
-    run.step.scheduler.load_state_dict(state["scheduler"])
-    run.step.scaler.load_state_dict(state["scaler"])
-    run.start_epoch = int(state["epoch"]) + 1
+    missing = [name for name in _RESUME_PARTS if getattr(state, name) is None]
+    if missing:  # e.g. a checkpoint written for inference only
+        raise CheckpointError(f"the checkpoint to resume from has no {', '.join(missing)}: it cannot continue "
+                              "a training run")
+    run.model.load_state_dict(state.model)
+    run.step.optimizer.load_state_dict(state.optimizer)
+    run.step.scheduler.load_state_dict(state.scheduler)
+    run.step.scaler.load_state_dict(state.scaler)
+    run.start_epoch = state.epoch + 1
     # The micro-batch an OOM shrank to: restarting with the configured one would only OOM again.
-    if "micro_batch_size" in state:
-        run.step.micro_batch = min(run.step.micro_batch, int(state["micro_batch_size"]))
-    run.history = list(state.get("history", []))
+    if state.micro_batch_size is not None:
+        run.step.micro_batch = min(run.step.micro_batch, state.micro_batch_size)
+    run.history = list(state.history)
 
 
 def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
@@ -147,16 +155,16 @@ def _evaluate_split(run: _Run, name: str, prefix: str) -> dict[str, float]:
                     amp=run.step.amp, rank=run.hooks.rank, world_size=run.hooks.world_size)
 
 
-def checkpoint_state(run: _Run, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
+def checkpoint_state(run: _Run, epoch: int, metrics: dict[str, float]) -> CheckpointState:
     """Everything needed to resume training or to rebuild the model for inference and export."""
-    return {"format": "cnnsweep/1", "config": config_to_dict(run.cfg), "epoch": epoch,
-            "model": run.model.state_dict(), "optimizer": run.step.optimizer.state_dict(),
-            "scheduler": run.step.scheduler.state_dict(), "scaler": run.step.scaler.state_dict(),
-            "preprocess": run.preprocess.to_dict(), "class_names": run.class_names,
-            "model_args": {"num_classes": len(run.class_names), "in_channels": run.preprocess.in_channels,
-                           "image_size": run.preprocess.image_size},
-            "micro_batch_size": run.step.micro_batch,  # after any OOM halving, so a resume starts there
-            "metrics": metrics, "history": run.history}
+    return CheckpointState(
+        config=config_to_dict(run.cfg), epoch=epoch, model=run.model.state_dict(),
+        optimizer=run.step.optimizer.state_dict(), scheduler=run.step.scheduler.state_dict(),
+        scaler=run.step.scaler.state_dict(), preprocess=run.preprocess.to_dict(), class_names=run.class_names,
+        model_args=ModelArgs(num_classes=len(run.class_names), in_channels=run.preprocess.in_channels,
+                             image_size=run.preprocess.image_size),
+        micro_batch_size=run.step.micro_batch,  # after any OOM halving, so a resume starts there
+        metrics=metrics, history=run.history)
 
 
 def _enter_phase(run: _Run, epoch: int) -> dict[str, float]:
@@ -190,7 +198,8 @@ def fit(cfg: RunConfig, dataset: ImageDataset, hooks: Optional[FitHooks] = None)
         metrics = _run_epoch(run, epoch)
         run.history.append(metrics)
         save = (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == cfg.train.epochs - 1
-        state = checkpoint_state(run, epoch, metrics) if save and hooks.rank == 0 else None
         metrics[M.EPOCH_END_TIME] = time.time()  # wall clock (s): epoch-to-epoch times include reporting
+        # after the time is in: the state holds copies of metrics and history, as the file always held it
+        state = checkpoint_state(run, epoch, metrics) if save and hooks.rank == 0 else None
         hooks.report(metrics, state)
     return FitResult(metrics, run.history, len(run.history), time.perf_counter() - start)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
-from cnnsweep.checkpoint import load_checkpoint, save_checkpoint_dir
+from cnnsweep.checkpoint import CheckpointState, load_checkpoint, save_checkpoint_dir
 
 
 class FitHooks:
@@ -29,10 +29,10 @@ class FitHooks:
     def wrap_model(self, model: nn.Module) -> nn.Module:
         return model
 
-    def load_resume_state(self) -> Optional[dict[str, Any]]:
+    def load_resume_state(self) -> Optional[CheckpointState]:
         return None
 
-    def report(self, metrics: dict[str, float], checkpoint_state: Optional[dict[str, Any]]) -> None:
+    def report(self, metrics: dict[str, float], checkpoint_state: Optional[CheckpointState]) -> None:
         pass
 
 
@@ -49,10 +49,10 @@ class LocalHooks(FitHooks):
         self.on_report = on_report
         self.last_checkpoint: Optional[Path] = None
 
-    def load_resume_state(self) -> Optional[dict[str, Any]]:
+    def load_resume_state(self) -> Optional[CheckpointState]:
         return load_checkpoint(self.resume_from) if self.resume_from else None
 
-    def report(self, metrics: dict[str, float], checkpoint_state: Optional[dict[str, Any]]) -> None:
+    def report(self, metrics: dict[str, float], checkpoint_state: Optional[CheckpointState]) -> None:
         if self.on_report:
             self.on_report(metrics)
         if self.output is None:
@@ -63,7 +63,7 @@ class LocalHooks(FitHooks):
         if checkpoint_state is not None:
             self.last_checkpoint = self._save(checkpoint_state, int(metrics["epoch"]))
 
-    def _save(self, state: dict[str, Any], epoch: int) -> Path:
+    def _save(self, state: CheckpointState, epoch: int) -> Path:
         root = self.output / "checkpoints"
         # a kill leaves the previous epoch_* (a resumed run rewrites one) or the complete new one
         final = save_checkpoint_dir(state, root / f"epoch_{epoch:04d}")

@@ -38,7 +38,7 @@ def test_cli_trains_two_ddp_workers_with_accumulation(ray_session, tmp_path):
     assert summary["epochs"] == 2 and summary["test_acc"] is None
     assert summary["val_acc"] > 0.3  # 10 classes: chance is 0.1
     state = load_checkpoint(summary["checkpoint"])
-    assert state["epoch"] == 1 and state["config"]["scaling"]["num_workers"] == 2
+    assert state.epoch == 1 and state.config["scaling"]["num_workers"] == 2
     assert (out / "config.yaml").is_file() and (Path(summary["checkpoint"]) / "config.yaml").is_file()
     loaded = load_model_from_checkpoint(summary["checkpoint"])
     assert loaded.class_names == [str(i) for i in range(10)] or len(loaded.class_names) == 10
@@ -63,7 +63,7 @@ def test_worker_crash_resumes_from_last_checkpoint(ray_session, tmp_path):
     # epoch 1 never reported before the crash; the restarted workers resumed from epoch 0's
     # checkpoint (a restart from scratch would log epoch 0 twice)
     assert epochs == [0, 1, 2], epochs
-    assert load_checkpoint(outcome.checkpoint)["epoch"] == 2
+    assert load_checkpoint(outcome.checkpoint).epoch == 2
 
 
 def test_train_resume_continues_an_interrupted_run_from_its_last_checkpoint(ray_session, tmp_path):
@@ -88,5 +88,5 @@ def test_train_resume_continues_an_interrupted_run_from_its_last_checkpoint(ray_
     summary = run_train_job(cfg, output=str(out), resume=True)
     epochs = [int(json.loads(x)["epoch"]) for x in (out / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2], epochs  # from scratch would be [0, 1, 2]
-    assert summary["epochs"] == 3 and load_checkpoint(summary["checkpoint"])["epoch"] == 2
+    assert summary["epochs"] == 3 and load_checkpoint(summary["checkpoint"]).epoch == 2
     assert json.loads((out / "result.json").read_text())["epochs"] == 3

@@ -57,11 +57,22 @@ def test_resume_continues_where_it_stopped(digits, tmp_path):
     resumed = fit(cfg, digits, LocalHooks(output=tmp_path / "b", resume_from=tmp_path / "a" / "checkpoints"))
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
     # deterministic CPU training: resuming gives exactly the uninterrupted run's final weights
-    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "epoch_0003")["model"]
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "epoch_0003")["model"]
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "epoch_0003").model
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "epoch_0003").model
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
     assert resumed.metrics["val/acc"] == pytest.approx(full.metrics["val/acc"])
+
+
+def test_a_checkpoint_without_training_state_cannot_resume(digits, tmp_path):
+    from cnnsweep.checkpoint import CheckpointError, save_checkpoint
+
+    cfg = _cfg(train={"epochs": 1})
+    fit(cfg, digits, LocalHooks(output=tmp_path / "a"))
+    state = load_checkpoint(tmp_path / "a" / "checkpoints")
+    save_checkpoint(state.model_copy(update={"optimizer": None, "scaler": None}), tmp_path / "inference")
+    with pytest.raises(CheckpointError, match="has no optimizer, scaler: it cannot continue"):
+        fit(cfg, digits, LocalHooks(resume_from=tmp_path / "inference"))
 
 
 class _StopAfter(LocalHooks):
@@ -129,7 +140,7 @@ def test_checkpoint_keeps_the_micro_batch_an_oom_shrank_to(digits, tmp_path, mon
     with pytest.raises(_Interrupted):  # killed after epoch 0's checkpoint
         fit(cfg, digits, _StopAfter(LocalHooks(output=tmp_path / "a"), epochs=1))
     assert built[0].num_ooms == 2  # 64 -> 32 -> 16
-    assert load_checkpoint(tmp_path / "a" / "checkpoints")["micro_batch_size"] == 16
+    assert load_checkpoint(tmp_path / "a" / "checkpoints").micro_batch_size == 16
     resumed = fit(cfg, digits, LocalHooks(output=tmp_path / "b", resume_from=tmp_path / "a" / "checkpoints"))
     assert resumed.metrics["micro_batch_size"] == 16 and built[1].num_ooms == 0  # no OOM again on restart
 
@@ -148,7 +159,7 @@ class _Snapshots(LocalHooks):
 
     def report(self, metrics, checkpoint_state):
         super().report(metrics, checkpoint_state)
-        self.weights.append({k: v.clone() for k, v in checkpoint_state["model"].items()})
+        self.weights.append({k: v.clone() for k, v in checkpoint_state.model.items()})
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +213,7 @@ def test_resumed_run_lands_in_its_phase(digits, pretrained_file, tmp_path, resum
     ckpt = tmp_path / "checkpoints" / f"epoch_{resume_epoch:04d}"
     hooks = _Snapshots(resume_from=ckpt)
     fit(cfg, digits, hooks)
-    before = load_checkpoint(ckpt)["model"]
+    before = load_checkpoint(ckpt).model
     assert bool(_changed(before, hooks.weights[0], head=False)) == backbone_moves
 
 

@@ -49,7 +49,7 @@ def _prior_rows(run_path: str) -> list[dict[str, Any]]:
     if prior.checkpoint is None:
         return []
     with prior.checkpoint.as_directory() as d:  # Ray: a local path, or a download from URI storage
-        history = load_checkpoint(d).get("history", [])
+        history = load_checkpoint(d).history
     paths = {int(m[M.EPOCH]): c.path for c, m in prior.best_checkpoints or [] if M.EPOCH in m}
     paths[int(prior.metrics[M.EPOCH])] = prior.checkpoint.path
     rows = []
