@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 from rich.live import Live
@@ -13,6 +13,9 @@ from rich.text import Text
 
 from cnnsweep import metrics as M
 from cnnsweep.cli.app import app, err, friendly_errors, out, print_json
+
+if TYPE_CHECKING:  # for annotations only: the command imports the library when it runs
+    from cnnsweep.sweep.summary import SweepSummary
 
 MAX_LIVE_ROWS = 20  # the newest trials; the leaderboard at the end has them all
 LEADERBOARD_ROWS = 10
@@ -59,22 +62,22 @@ def leaderboard_table(report_dir: str, metric: str) -> Table:
     return table
 
 
-def _print_results(summary: dict[str, Any]) -> None:
-    out.print(leaderboard_table(summary["report_dir"], summary["metric"]))
-    if summary["importances"]:
-        imp = "  ".join(f"{k}={v:.2f}" for k, v in summary["importances"].items())
+def _print_results(summary: SweepSummary) -> None:
+    out.print(leaderboard_table(summary.report_dir, summary.metric))
+    if summary.importances:
+        imp = "  ".join(f"{k}={v:.2f}" for k, v in summary.importances.items())
         out.print(f"parameter importances (Optuna): {imp}", highlight=False)
-    best, t = summary["best"], summary["trials"]
-    out.print(f"trials: {t['finished']} finished, {t['stopped_early']} stopped early, {t['errored']} errored "
-              f"in {summary['seconds']:.0f} s", highlight=False)
+    best, t = summary.best, summary.trials
+    out.print(f"trials: {t.finished} finished, {t.stopped_early} stopped early, {t.errored} errored "
+              f"in {summary.seconds or 0:.0f} s", highlight=False)
     if best:
-        out.print(f"best: trial {best['trial_id']}  val/acc {_fmt(best['val_acc'])}  -> {best['checkpoint']}",
+        out.print(f"best: trial {best.trial_id}  val/acc {_fmt(best.val_acc)}  -> {best.checkpoint}",
                   highlight=False)
-    out.print(f"report: {summary['report_dir']} ({', '.join(summary['files'][:4])}, ...)", highlight=False)
-    for note in summary.get("notes", []):
+    out.print(f"report: {summary.report_dir} ({', '.join(summary.files[:4])}, ...)", highlight=False)
+    for note in summary.notes:
         err.print(f"note: {note}", highlight=False)
-    if summary.get("analysis"):
-        out.print(f"analysis: {summary['analysis']}", highlight=False)
+    if summary.analysis:
+        out.print(f"analysis: {summary.analysis}", highlight=False)
 
 
 def default_output(name: str) -> str:
@@ -117,6 +120,6 @@ def tune_cmd(
     finally:
         live.stop()
     if json_out:
-        print_json(summary)
+        print_json(summary.to_json_dict())  # the object summary.json holds
     else:
         _print_results(summary)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from cnnsweep.atomic import atomic_write_json
 from cnnsweep.config import ConfigError, RunConfig, apply_overrides, config_to_dict, validate_config
 from cnnsweep.distributed.tune.storage import copy_tree, path_exists, join_path, is_uri
 from cnnsweep.distributed.tune.tuner import SweepPlan
 from cnnsweep.sweep.report import TrialRecord, classify, count_statuses, write_reports
+from cnnsweep.sweep.summary import SUMMARY_FILE, BestTrial, SweepSummary, TrialCounts, save_summary_file
 from cnnsweep import metrics as M
 
 
@@ -59,7 +59,7 @@ def report_dir_for(output: str, report_dir: Optional[str]) -> Path:
     return Path(output)
 
 
-def summarize_sweep(plan: SweepPlan, records: list[TrialRecord], report_dir: Path) -> dict[str, Any]:
+def summarize_sweep(plan: SweepPlan, records: list[TrialRecord], report_dir: Path) -> SweepSummary:
     """Write the report files, copy the best checkpoint to <output>/best, and return the summary.
 
     Works from `records` alone (built from Ray Tune's results, which it reads from storage), so a
@@ -68,32 +68,31 @@ def summarize_sweep(plan: SweepPlan, records: list[TrialRecord], report_dir: Pat
     report = write_reports(records, search, report_dir)
     board = report["leaderboard"]
     scored = board[board[search.metric].notna()] if search.metric in board else board.iloc[:0]
-    best: dict[str, Any] = {}
+    best = None
     if len(scored):
         top = next(r for r in records if r.trial_id == scored.iloc[0]["trial_id"])
         best = _best_summary(plan, top)
-    summary = {"best": best, "trials": count_statuses(records), "output": plan.output,
-               "report_dir": str(report_dir.resolve()), "files": report["files"],
-               "importances": report["importances"], "metric": search.metric, "mode": search.mode,
-               "algorithm": search.algorithm, "max_concurrent": plan.max_concurrent}
-    return summary
+    return SweepSummary(best=best, trials=TrialCounts(**count_statuses(records)), output=str(plan.output),
+                        report_dir=str(report_dir.resolve()), files=report["files"],
+                        importances=report["importances"], metric=search.metric, mode=search.mode,
+                        algorithm=search.algorithm, max_concurrent=plan.max_concurrent)
 
 
-def save_summary(plan: SweepPlan, summary: dict[str, Any], report_dir: Path) -> None:
+def save_summary(plan: SweepPlan, summary: SweepSummary, report_dir: Path) -> None:
     """summary.json next to the report; with a URI output the whole report is uploaded to <output>/report."""
-    atomic_write_json(report_dir / "summary.json", summary, indent=2, default=str)  # old file or new, never half
+    save_summary_file(summary, report_dir / SUMMARY_FILE)  # old file or new, never half
     if is_uri(plan.output):
         copy_tree(str(report_dir.resolve()), join_path(plan.output, "report"))
 
 
-def _best_summary(plan: SweepPlan, top: TrialRecord) -> dict[str, Any]:
+def _best_summary(plan: SweepPlan, top: TrialRecord) -> BestTrial:
     row = top.best_row(plan.search.metric, plan.search.mode) or {}
     source = _best_checkpoint(top, plan.search.metric, plan.search.mode)
     dest = join_path(plan.output, "best")
     if source:
         copy_tree(source, dest)
     cfg = validate_config(apply_overrides(config_to_dict(plan.cfg), top.overrides))
-    return {"trial_id": top.trial_id, "label": top.label, "params": top.overrides, "config": config_to_dict(cfg),
-            "val_acc": row.get(M.VAL_ACC), "val_loss": row.get(M.VAL_LOSS), "epoch": row.get(M.EPOCH),
-            plan.search.metric: row.get(plan.search.metric),
-            "checkpoint": dest if source else None, "source_checkpoint": source}
+    return BestTrial(trial_id=top.trial_id, label=top.label, params=top.overrides, config=config_to_dict(cfg),
+                     metric_value=row.get(plan.search.metric), val_acc=row.get(M.VAL_ACC),
+                     val_loss=row.get(M.VAL_LOSS), epoch=row.get(M.EPOCH),
+                     checkpoint=str(dest) if source else None, source_checkpoint=source)

@@ -18,6 +18,7 @@ from cnnsweep.distributed.tune.storage import path_exists, join_path, is_uri, re
 from cnnsweep.distributed.tune.tuner import TUNER_STATE, SweepPlan, build_trainable, build_tuner, restore_tuner
 from cnnsweep.sweep.preflight import preflight_sweep
 from cnnsweep.sweep.space import load_search, num_trials
+from cnnsweep.sweep.summary import EnsembleExport, SweepSummary
 
 
 def plan_sweep(cfg: RunConfig, output: str, cluster: dict[str, float]) -> SweepPlan:
@@ -56,7 +57,7 @@ def _output_lock(output: str) -> contextlib.AbstractContextManager:
 
 def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Optional[str] = None,
               report_dir: Optional[str] = None,
-              on_progress: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> dict[str, Any]:
+              on_progress: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> SweepSummary:
     """Run (or with `resume`, continue) the sweep `cfg.search` describes; returns the summary."""
     from cnnsweep.data import load_dataset
 
@@ -71,7 +72,7 @@ def run_sweep(cfg: RunConfig, output: str, *, resume: bool = False, address: Opt
 
 def _run_locked(cfg: RunConfig, output: str, resume: bool, address: Optional[str], report_dir: Optional[str],
                 on_progress: Optional[Callable[[list[dict[str, Any]]], None]], dataset: Any, *,
-                notes: list[str]) -> dict[str, Any]:
+                notes: list[str]) -> SweepSummary:
     from cnnsweep.distributed.cluster import start_ray
 
     plan = plan_sweep(cfg, output, start_ray(address))  # Ray: connect (or start a private instance)
@@ -91,8 +92,8 @@ def _run_locked(cfg: RunConfig, output: str, resume: bool, address: Optional[str
     released, release_notes = _release_sweep(held_before)
     reports = report_dir_for(plan.output, report_dir)
     summary = summarize_sweep(plan, collect_records(results, cfg), reports)
-    summary |= {"seconds": round(time.perf_counter() - start, 1),
-                "notes": notes + list(dataset.notes) + release_notes}
+    summary.seconds = round(time.perf_counter() - start, 1)
+    summary.notes = notes + list(dataset.notes) + release_notes
     _export_best(plan, summary)
     save_summary(plan, summary, reports)  # leaderboard + summary first: the analysis reads them
     if _analyze_result(plan, summary, reports, on_ray=released):
@@ -119,25 +120,25 @@ def _release_sweep(held_before: set[str]) -> tuple[bool, list[str]]:
                    "cleaner needs, running?); the analysis ran in this process"]
 
 
-def _export_best(plan: SweepPlan, summary: dict[str, Any]) -> None:
+def _export_best(plan: SweepPlan, summary: SweepSummary) -> None:
     """search.export: the best trial's checkpoint -> <output>/best/model.onnx, verified against PyTorch;
     with `{top: K}` the K best too (exports/topN_*.onnx), or with `ensemble: true` one ensemble of them.
     A failed export is reported in the summary; the sweep's results stay as they are."""
-    if not plan.search.export or not summary.get("best") or is_uri(plan.output):
+    if not plan.search.export or summary.best is None or is_uri(plan.output):
         return
     from cnnsweep.export import ExportError, export_best
 
     try:
         report = export_best(plan.output)
-        summary["best"]["onnx"] = report.onnx if report.ok else None
-        summary["best"]["onnx_verification"] = report.verification
+        summary.best.onnx = report.onnx if report.ok else None
+        summary.best.onnx_verification = report.verification
     except (ExportError, ValueError, OSError) as err:  # CheckpointError and DataError are ValueErrors
-        summary["best"]["onnx"] = None
-        summary["notes"].append(f"ONNX export of the best trial failed: {err}")
+        summary.best.onnx = None
+        summary.notes.append(f"ONNX export of the best trial failed: {err}")
     _export_top(plan, summary)
 
 
-def _export_top(plan: SweepPlan, summary: dict[str, Any]) -> None:
+def _export_top(plan: SweepPlan, summary: SweepSummary) -> None:
     spec = plan.search.export
     if isinstance(spec, bool) or (spec.top == 1 and not spec.ensemble):
         return
@@ -147,23 +148,23 @@ def _export_top(plan: SweepPlan, summary: dict[str, Any]) -> None:
     try:
         if spec.ensemble:
             report = export_ensemble(plan.output, top=spec.top)
-            summary["ensemble"] = {"onnx": report.onnx, "verification": report.verification,
-                                   "metrics": report.ensemble["metrics"],
-                                   "members": [m["trial_id"] for m in report.ensemble["members"]]}
+            summary.ensemble = EnsembleExport(onnx=report.onnx, verification=report.verification,
+                                              metrics=report.ensemble["metrics"],
+                                              members=[m["trial_id"] for m in report.ensemble["members"]])
         else:
-            summary["exports"] = [r.onnx for r in export_path(plan.output, top=spec.top)]
+            summary.exports = [r.onnx for r in export_path(plan.output, top=spec.top)]
     except (ExportError, ValueError, OSError) as err:  # EnsembleError is a ValueError too
-        summary["notes"].append(f"ONNX export of the top {spec.top} trials failed: {err}")
+        summary.notes.append(f"ONNX export of the top {spec.top} trials failed: {err}")
 
 
 ANALYZE_WORKERS = 2  # Ray tasks predicting the split at once
 
 
-def _analyze_result(plan: SweepPlan, summary: dict[str, Any], report_dir: Path, *, on_ray: bool = True) -> bool:
+def _analyze_result(plan: SweepPlan, summary: SweepSummary, report_dir: Path, *, on_ray: bool = True) -> bool:
     """search.analyze: `cnnsweep analyze` on the sweep -> <output>/analysis/report.html, its inference as
     Ray tasks (`on_ray`) or in this process. A failed analysis is a note in the summary, never a failed
     sweep. Returns whether the summary changed."""
-    if not plan.search.analyze or not summary.get("best") or is_uri(plan.output):
+    if not plan.search.analyze or summary.best is None or is_uri(plan.output):
         return False
     from cnnsweep.analysis.analyze import analyze_target
     from cnnsweep.distributed.analyze import ray_predict
@@ -171,8 +172,8 @@ def _analyze_result(plan: SweepPlan, summary: dict[str, Any], report_dir: Path, 
     try:
         m = analyze_target(report_dir, predict=ray_predict(ANALYZE_WORKERS) if on_ray else None, split="test",
                            output=report_dir / "analysis")
-        summary["analysis"] = str(Path(m["output"]) / "report.html")
+        summary.analysis = str(Path(m["output"]) / "report.html")
     except Exception as err:  # noqa: BLE001 - any failure here must leave the sweep's results intact
-        summary["analysis"] = None
-        summary["notes"].append(f"analysis of the sweep failed: {type(err).__name__}: {err}")
+        summary.analysis = None
+        summary.notes.append(f"analysis of the sweep failed: {type(err).__name__}: {err}")
     return True
