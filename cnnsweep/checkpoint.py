@@ -29,7 +29,8 @@ METRICS_FILE = "metrics.json"
 # `version`. Version 1 files are still read: the entries did not change, so reading one costs nothing.
 FORMAT_VERSION = 2
 _V1_FORMAT = "cnnsweep/1"
-MAX_DETAIL_CHARS = 300  # of a broken file's schema errors: an untrusted file may hold thousands
+
+
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or not a cnnsweep checkpoint."""
 
@@ -84,16 +85,6 @@ class CheckpointState(BaseModel):
         return {k: v for k, v in out.items() if v is not None}
 
 
-def _one_line(err: ValidationError) -> str:
-    """The schema's complaints, one line and bounded: keys come from the file (newlines, thousands of them)."""
-    from cnnsweep.config import format_validation_error
-
-    text = " ".join("; ".join(format_validation_error(err).splitlines()).split())
-    if len(text) <= MAX_DETAIL_CHARS:
-        return text
-    return f"{text[:MAX_DETAIL_CHARS]}... ({err.error_count()} problems)"
-
-
 def _upgraded(raw: dict[str, Any], f: Path) -> dict[str, Any]:
     """`raw` as the current version: version 1 (no `version`) has the same entries plus `format`."""
     if "version" in raw:
@@ -117,10 +108,12 @@ def parse_checkpoint_state(raw: Any, f: str | Path) -> CheckpointState:
         raise CheckpointError(f"{f}: checkpoint format version {repr(version)[:20]}, but this cnnsweep reads "
                               f"version {FORMAT_VERSION}: train it again with this cnnsweep (or load it with "
                               "the cnnsweep that wrote it)")
+    from cnnsweep.config import validation_error_line
+
     try:
         return CheckpointState.model_validate(raw)
     except ValidationError as err:
-        raise CheckpointError(f"{f}: not a cnnsweep checkpoint ({_one_line(err)})") from None
+        raise CheckpointError(f"{f}: not a cnnsweep checkpoint ({validation_error_line(err)})") from None
 
 
 def save_checkpoint(state: CheckpointState | dict[str, Any], directory: str | Path) -> Path:

@@ -318,6 +318,13 @@ def format_validation_error(err: ValidationError, prefix: str = "", *, noise: tu
     return "\n".join(dict.fromkeys(lines))  # a union reports one problem once per member
 
 
+def validation_error_line(err: ValidationError, max_chars: int = 300) -> str:
+    """format_validation_error on one bounded line: for files cnnsweep reads back (checkpoints, summaries,
+    metrics), whose keys come from the file (a newline in one, thousands of them)."""
+    text = " ".join("; ".join(format_validation_error(err).splitlines()).split())
+    return text if len(text) <= max_chars else f"{text[:max_chars]}... ({err.error_count()} problems)"
+
+
 def _model_error(e: Any) -> Optional[tuple[str, str]]:
     """The model section's own messages: an unknown family names `model.name`, another family's field
     says so; the family key is taken out of every path."""

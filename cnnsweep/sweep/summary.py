@@ -15,13 +15,12 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cnnsweep.atomic import atomic_write_json
-from cnnsweep.config import ConfigError, format_validation_error
+from cnnsweep.config import ConfigError, validation_error_line
 
 SUMMARY_FILE = "summary.json"
 # 1: the first versioned layout. The unversioned files before it are not read back: no code read them,
 # and their best trial held its metric under a key named by the sweep (now `metric_value`).
 FORMAT_VERSION = 1
-MAX_DETAIL_CHARS = 300  # of a broken file's schema errors in the one-line message
 
 
 class _Strict(BaseModel):
@@ -117,7 +116,4 @@ def load_summary(path: str | Path) -> SweepSummary:
     try:
         return SweepSummary.model_validate(raw)
     except ValidationError as err:
-        text = "; ".join(format_validation_error(err).splitlines())
-        if len(text) > MAX_DETAIL_CHARS:
-            text = f"{text[:MAX_DETAIL_CHARS]}... ({err.error_count()} problems)"
-        raise _problem(p, f"not a sweep summary ({text})") from None
+        raise _problem(p, f"not a sweep summary ({validation_error_line(err)})") from None
