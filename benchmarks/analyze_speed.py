@@ -49,8 +49,8 @@ def timed_analysis(target: str, data_root: str, explain: bool, predict=None) -> 
         m = analyze_target(target, split="valid", data_root=data_root, output=out, explain=explain,
                            predict=predict)
         total = time.perf_counter() - start
-    s = m["models"][0]["summary"]
-    return {"seconds": round(total, 2), "predict_seconds": s["seconds"], "accuracy": s["accuracy"]}
+    s = m.models[0].summary
+    return {"seconds": round(total, 2), "predict_seconds": s.seconds, "accuracy": s.accuracy}
 
 
 def ray_analysis(target: str, data_root: str, explain: bool, workers: int) -> dict:

@@ -26,6 +26,7 @@ _EXPORTS = {
     "gradcam_maps": "gradcam", "save_gradcam_gallery": "gradcam",
     "build_model_card": "model_card",
     "analyze_target": "analyze", "load_target": "target", "AnalysisError": "errors",
+    "AnalysisMetrics": "metrics_file", "load_metrics": "metrics_file",
     "stage_layers": "layers", "gradcam_layer": "layers",
 }
 __all__ = sorted(_EXPORTS)

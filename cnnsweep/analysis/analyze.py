@@ -18,12 +18,12 @@ from cnnsweep.analysis.charts import confusion_heatmap
 from cnnsweep.analysis.data_report import analyze_data
 from cnnsweep.analysis.gallery import save_error_galleries
 from cnnsweep.analysis.html import write_page
+from cnnsweep.analysis.metrics_file import METRICS_FILE, AnalysisMetrics, save_metrics
 from cnnsweep.analysis.predictions import PredictFn, Predictions, predict_split, save_predictions
 from cnnsweep.analysis.scores import (confused_pairs, confusion, per_class_table, row_normalized,
                                       summary_metrics, worst_classes)
 from cnnsweep.analysis.split import choose_split, load_analysis_data
 from cnnsweep.analysis.target import Candidate, Target, load_target
-from cnnsweep.atomic import atomic_write_json
 
 REPORT_DIR = "analysis"
 Progress = Callable[[str], None]
@@ -96,8 +96,8 @@ def _models(t: Target, preds: dict[str, Predictions], out: Path) -> list[dict[st
 def analyze_target(target: str | Path, *, split: str = "test", data_root: Optional[str] = None, top: int = 3,
                    output: Optional[str | Path] = None, predict: Optional[PredictFn] = None,
                    explain: bool = True, class_image_steps: Optional[int] = None, seed: int = 0,
-                   progress: Optional[Progress] = None) -> dict[str, Any]:
-    """Analyze TARGET on `split` (falling back to the next split that exists); returns metrics.json's dict."""
+                   progress: Optional[Progress] = None) -> AnalysisMetrics:
+    """Analyze TARGET on `split` (falling back to the next split that exists); returns what metrics.json holds."""
     say = progress or (lambda _msg: None)
     start = time.perf_counter()
     say("loading the target")
@@ -135,13 +135,14 @@ def analyze_target(target: str | Path, *, split: str = "test", data_root: Option
             m["notes"].append("ONNX model: feature maps, deconvolution, class images and Grad-CAM need the "
                               "PyTorch checkpoint")
     m["seconds"] = round(time.perf_counter() - start, 2)
-    write_report(m, out)
-    return m
+    metrics = AnalysisMetrics.model_validate(m)  # the sections build their parts as dicts; the file is checked
+    write_report(metrics, out)
+    return metrics
 
 
 def build_sections(m: dict[str, Any]) -> list[tuple[str, str, str]]:
     secs = [("summary", "Summary", S.summary_section(m)), ("per-class", "Per-class errors", S.per_class_section(m))]
-    if m.get("calibration"):  # absent from metrics.json written before calibration was reported
+    if m["calibration"]:  # optional in AnalysisMetrics
         secs.append(("calibration", "Calibration", calibration_section(m["calibration"])))
     secs.append(("data", "Data analysis", S.data_section(m["data_analysis"])))
     if m["ablation"]:
@@ -154,7 +155,7 @@ def build_sections(m: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(anchor, f"{i}. {title}", body) for i, (anchor, title, body) in enumerate(secs, start=1)]
 
 
-def write_report(m: dict[str, Any], out: Path) -> Path:
-    atomic_write_json(out / "metrics.json", m, indent=1, default=str)  # a failed write keeps the old file
-    title = f"cnnsweep analyze: {Path(m['target']['path']).name} ({m['split']} split)"
-    return write_page(out, title, build_sections(m))
+def write_report(metrics: AnalysisMetrics, out: Path) -> Path:
+    save_metrics(metrics, out / METRICS_FILE)  # a failed write keeps the old file
+    title = f"cnnsweep analyze: {Path(metrics.target.path).name} ({metrics.split} split)"
+    return write_page(out, title, build_sections(metrics.to_json_dict()))  # the page shows what the file holds

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from cnnsweep.cli.app import USAGE_EXIT, app, err, friendly_errors, out, print_json, styled
 
+if TYPE_CHECKING:  # for annotations only: the command imports the library when it runs
+    from cnnsweep.analysis.metrics_file import AnalysisMetrics
 
-def _print_summary(m: dict) -> None:
-    for model in m["models"]:
-        s = model["summary"]
-        out.print(f"{model['name']}: accuracy {s['accuracy']:.4f}  macro F1 {s['f1_macro']:.4f}  "
-                  f"top-{s['top_k']} {s['top5_accuracy']:.4f}  errors {s['num_errors']}/{s['num_images']}",
+
+def _print_summary(m: AnalysisMetrics) -> None:
+    for model in m.models:
+        s = model.summary
+        out.print(f"{model.name}: accuracy {s.accuracy:.4f}  macro F1 {s.f1_macro:.4f}  "
+                  f"top-{s.top_k} {s.top5_accuracy:.4f}  errors {s.num_errors}/{s.num_images}",
                   highlight=False)
-    if m.get("atlas"):
-        out.print(f"ensemble of {len(m['atlas']['models'])} (mean softmax): accuracy "
-                  f"{m['atlas']['ensemble_accuracy']:.4f}", highlight=False)
-    for note in m["notes"]:
+    if m.atlas:  # a section's own map (cnnsweep.analysis.atlas)
+        out.print(f"ensemble of {len(m.atlas['models'])} (mean softmax): accuracy "
+                  f"{m.atlas['ensemble_accuracy']:.4f}", highlight=False)
+    for note in m.notes:
         err.print(f"note: {note}", highlight=False)
-    out.print(f"report: {m['output']}/report.html", highlight=False)
+    out.print(f"report: {m.output}/report.html", highlight=False)
 
 
 @app.command("analyze")
@@ -61,8 +64,8 @@ def analyze_cmd(
             err.print(styled("error:", "bold red", e), highlight=False, soft_wrap=True)
             raise typer.Exit(USAGE_EXIT) from None
     if json_out:
-        print_json({"output": m["output"], "report": f"{m['output']}/report.html", "split": m["split"],
-                    "notes": m["notes"], "models": m["models"], "seconds": m["seconds"],
-                    "ensemble_accuracy": (m.get("atlas") or {}).get("ensemble_accuracy")})
+        print_json({"output": m.output, "report": f"{m.output}/report.html", "split": m.split, "notes": m.notes,
+                    "models": [r.model_dump() for r in m.models], "seconds": m.seconds,
+                    "ensemble_accuracy": (m.atlas or {}).get("ensemble_accuracy")})
     else:
         _print_summary(m)

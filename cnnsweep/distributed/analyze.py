@@ -14,6 +14,7 @@ import numpy as np
 import ray
 import torch
 
+from cnnsweep.analysis.metrics_file import AnalysisMetrics
 from cnnsweep.analysis.predictions import BATCH_SIZE, predict_local
 
 CHUNKS_PER_WORKER = 2  # a little slack so a slow worker does not hold up the last chunk alone
@@ -44,7 +45,7 @@ def ray_predict(workers: int) -> Callable[[Any, torch.Tensor], np.ndarray]:
 
 
 def run_analysis(target: str | Path, *, workers: int = 2, address: Optional[str] = None,
-                 **kwargs: Any) -> dict[str, Any]:
+                 **kwargs: Any) -> AnalysisMetrics:
     """analyze_target with its inference on Ray (the cluster at `address`, or a private local one)."""
     from cnnsweep.analysis.analyze import analyze_target
     from cnnsweep.distributed.cluster import start_ray

@@ -61,3 +61,21 @@ def train_tiny(out, name: str = "digits-analysis", **model):
 @pytest.fixture(scope="session")
 def digits_checkpoint(tmp_path_factory):
     return train_tiny(tmp_path_factory.mktemp("digits-analyze-run"))
+
+
+@pytest.fixture
+def tiny_metrics():
+    """tiny_metrics(**changes) -> the smallest AnalysisMetrics a report can be drawn from: one model, empty
+    sections (the file's shape, no model or data)."""
+    from cnnsweep.analysis.metrics_file import AnalysisMetrics
+
+    scores = {"num_images": 4, "accuracy": 0.75, "precision_macro": 0.8, "recall_macro": 0.75, "f1_macro": 0.7,
+              "precision_weighted": 0.8, "recall_weighted": 0.75, "f1_weighted": 0.7, "top5_accuracy": 1.0,
+              "top_k": 3, "log_loss": 0.5, "num_errors": 1, "seconds": 0.01, "images_per_s": 400.0}
+    raw = {"target": {"kind": "checkpoint", "path": "/r/checkpoint.pt"}, "split": "valid", "notes": ["a note"],
+           "output": "/r/analysis", "data": {"name": "digits", "root": None, "num_images": 4,
+                                             "class_names": ["a", "b", "c", "d"]},
+           "models": [{"name": "checkpoint", "trial_id": None, "source": "/r/checkpoint.pt",
+                       "predictions": ["predictions.npz", "predictions.csv"], "summary": scores}],
+           "per_class": {"model": "checkpoint", "table": []}, "data_analysis": {"num_images": 8}, "seconds": 1.5}
+    return lambda **changes: AnalysisMetrics.model_validate(raw | changes)

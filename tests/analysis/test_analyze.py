@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cnnsweep.analysis.analyze import analyze_target
+from cnnsweep.analysis.metrics_file import load_metrics
 from cnnsweep.checkpoint import load_model_from_checkpoint
 from cnnsweep.data import load_dataset
 
@@ -30,21 +31,22 @@ def _saved(out):
 
 def test_split_fallback_is_said_in_one_note(report):
     m, _ = report
-    assert m["split"] == "valid"  # digits has no test split
-    assert "no test split in this dataset: analyzing the valid split" in m["notes"]
+    assert m.split == "valid"  # digits has no test split
+    assert "no test split in this dataset: analyzing the valid split" in m.notes
 
 
 def test_summary_agrees_with_recomputation_from_predictions(report):
     m, out = report
-    assert json.loads((out / "metrics.json").read_text())["models"] == m["models"]
+    assert json.loads((out / "metrics.json").read_text())["models"] == [r.model_dump() for r in m.models]
+    assert load_metrics(out).models == m.models
     y, logits = _saved(out)
     pred = logits.argmax(1)
-    s = m["models"][0]["summary"]
-    assert s["num_images"] == len(y) == 360
-    assert s["accuracy"] == pytest.approx((pred == y).mean())
-    assert s["num_errors"] == int((pred != y).sum())
+    s = m.models[0].summary
+    assert s.num_images == len(y) == 360
+    assert s.accuracy == pytest.approx((pred == y).mean())
+    assert s.num_errors == int((pred != y).sum())
     top5 = np.argsort(-logits, axis=1)[:, :5]
-    assert s["top5_accuracy"] == pytest.approx(np.mean([y[i] in top5[i] for i in range(len(y))]))
+    assert s.top5_accuracy == pytest.approx(np.mean([y[i] in top5[i] for i in range(len(y))]))
     f1, prec, rec, support = [], [], [], []
     for c in range(10):  # by hand, not scikit-learn
         tp = np.sum((pred == c) & (y == c))
@@ -52,11 +54,11 @@ def test_summary_agrees_with_recomputation_from_predictions(report):
         r = tp / max(1, np.sum(y == c))
         prec.append(p), rec.append(r), support.append(np.sum(y == c))
         f1.append(0.0 if p + r == 0 else 2 * p * r / (p + r))
-    assert s["precision_macro"] == pytest.approx(np.mean(prec))
-    assert s["recall_macro"] == pytest.approx(np.mean(rec))
-    assert s["f1_macro"] == pytest.approx(np.mean(f1))
-    assert s["f1_weighted"] == pytest.approx(np.average(f1, weights=support))
-    table = m["per_class"]["table"]
+    assert s.precision_macro == pytest.approx(np.mean(prec))
+    assert s.recall_macro == pytest.approx(np.mean(rec))
+    assert s.f1_macro == pytest.approx(np.mean(f1))
+    assert s.f1_weighted == pytest.approx(np.average(f1, weights=support))
+    table = m.per_class["table"]
     assert [r["recall"] for r in table] == pytest.approx(rec)
     assert [r["errors"] for r in table] == [int(np.sum((y == c) & (pred != c))) for c in range(10)]
 
@@ -65,12 +67,12 @@ def test_confusion_and_pairs_agree_with_predictions(report):
     m, out = report
     y, logits = _saved(out)
     pred = logits.argmax(1)
-    cm = np.array(m["per_class"]["confusion_counts"])
+    cm = np.array(m.per_class["confusion_counts"])
     expect = np.zeros((10, 10), int)
     np.add.at(expect, (y, pred), 1)
     assert (cm == expect).all()
     off = expect - np.diag(np.diag(expect))
-    first = m["per_class"]["confused_pairs"][0]
+    first = m.per_class["confused_pairs"][0]
     assert first["count"] == off.max() and off[first["true"], first["pred"]] == off.max()
 
 
@@ -100,14 +102,14 @@ def test_every_section_and_file_is_there(report):
     html = (out / "report.html").read_text()
     for section in ("Summary", "Per-class errors", "Data analysis", "What the CNN sees", "Model card"):
         assert section in html
-    files = [m["per_class"]["figures"]["confusion_counts"], m["per_class"]["figures"]["confusion_normalized"],
-             m["data_analysis"]["balance"]["figure"], m["data_analysis"]["image_stats"]["figure"],
-             *m["data_analysis"]["samples"]["figures"], *[g["figure"] for g in m["per_class"]["galleries"]],
-             *[f["path"] for f in m["explain"]["figures"]]]
+    files = [m.per_class["figures"]["confusion_counts"], m.per_class["figures"]["confusion_normalized"],
+             m.data_analysis["balance"]["figure"], m.data_analysis["image_stats"]["figure"],
+             *m.data_analysis["samples"]["figures"], *[g["figure"] for g in m.per_class["galleries"]],
+             *[f["path"] for f in m.explain["figures"]]]
     for f in files:
         assert (out / f).stat().st_size > 1000, f
         assert f'src="{f}"' in html
-    assert m["per_class"]["galleries"], "the tiny model makes mistakes, so there are galleries"
-    counts = m["data_analysis"]["balance"]["counts_before"]
-    assert sum(counts) == m["data_analysis"]["num_images"]
-    assert m["data_analysis"]["balance"]["imbalance_ratio_before"] == pytest.approx(max(counts) / min(counts))
+    assert m.per_class["galleries"], "the tiny model makes mistakes, so there are galleries"
+    counts = m.data_analysis["balance"]["counts_before"]
+    assert sum(counts) == m.data_analysis["num_images"]
+    assert m.data_analysis["balance"]["imbalance_ratio_before"] == pytest.approx(max(counts) / min(counts))

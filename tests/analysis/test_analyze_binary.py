@@ -54,8 +54,8 @@ def binary_report(tmp_path_factory):
 
 def test_two_class_model_is_analyzed(binary_report):
     m, out = binary_report
-    s = m["models"][0]["summary"]
-    assert s["top_k"] == 1 and s["top5_accuracy"] == pytest.approx(s["accuracy"])
+    s = m.models[0].summary
+    assert s.top_k == 1 and s.top5_accuracy == pytest.approx(s.accuracy)
     assert json.loads((out / "metrics.json").read_text())["data"]["class_names"][1] == "=caf\\xe9 $x$ [bold]"
 
 

@@ -91,10 +91,10 @@ def test_analyze_reports_calibration(digits_checkpoint, tmp_path):
 
     m = analyze_target(digits_checkpoint, split="valid", output=tmp_path, explain=False)
     c = json.loads((tmp_path / "metrics.json").read_text())["calibration"]
-    assert c == json.loads(json.dumps(m["calibration"]))
+    assert c == json.loads(json.dumps(m.calibration))
     assert MIN_TEMPERATURE <= c["temperature"] <= MAX_TEMPERATURE and c["bins"] == 15
     assert c["nll_after"] <= c["nll_before"] + 1e-9  # T minimises NLL on this very split
-    assert sum(r["count"] for r in c["reliability"]["before"]) == c["num_images"] == m["data"]["num_images"]
+    assert sum(r["count"] for r in c["reliability"]["before"]) == c["num_images"] == m.data.num_images
     assert (tmp_path / c["figure"]).is_file()
     html = (tmp_path / "report.html").read_text()
     assert "Calibration" in html and c["figure"] in html

@@ -100,9 +100,9 @@ def test_the_layout_is_the_sweeps(sweep_dir):
 def test_models_are_the_top_k_of_the_leaderboard(report, sweep_dir):
     m, _ = report
     ids = _leaderboard_ids(sweep_dir)
-    assert m["target"]["kind"] == "sweep"
-    assert [r["trial_id"] for r in m["models"]] == ids[:TOP]
-    assert [r["name"] for r in m["models"]] == [f"top{i} ({t})" for i, t in enumerate(ids[:TOP], start=1)]
+    assert m.target.kind == "sweep"
+    assert [r.trial_id for r in m.models] == ids[:TOP]
+    assert [r.name for r in m.models] == [f"top{i} ({t})" for i, t in enumerate(ids[:TOP], start=1)]
 
 
 def test_saved_predictions_are_each_trials_checkpoint(report, sweep_dir):
@@ -110,14 +110,14 @@ def test_saved_predictions_are_each_trials_checkpoint(report, sweep_dir):
     import torch
 
     valid = load_dataset(validate_config(BASE).data).valid
-    for rank, row in enumerate(m["models"], start=1):
-        lm = load_model_from_checkpoint(row["source"])
+    for rank, row in enumerate(m.models, start=1):
+        lm = load_model_from_checkpoint(row.source)
         with torch.no_grad():
             logits = lm.model(lm.preprocess(valid.images)).numpy()
         labels, saved = _saved(out, rank)
         np.testing.assert_array_equal(labels, valid.labels.numpy())
         np.testing.assert_allclose(saved, logits, rtol=1e-4, atol=1e-4)
-        assert row["source"].startswith(str(sweep_dir / "train" / f"trial_{row['trial_id']}"))
+        assert row.source.startswith(str(sweep_dir / "train" / f"trial_{row.trial_id}"))
 
 
 def _as_value(x):
@@ -133,7 +133,7 @@ def test_ablation_covers_every_factor_and_trial(report, sweep_dir):
 
     m, out = report
     history = pd.read_csv(sweep_dir / "history.csv", dtype={"trial_id": str})
-    ab = m["ablation"]
+    ab = m.ablation
     assert ab is not None
     assert set(ab["accuracy_per_trial"]) == set(TRIALS)  # every trial matched between leaderboard and preds
     assert {f["factor"] for f in ab["factors"]} == set(SPACE)
@@ -149,20 +149,20 @@ def test_ablation_covers_every_factor_and_trial(report, sweep_dir):
             hist = history[history["trial_id"].isin(expect)]  # the curves come from the sweep's history
             assert v["curves"][M.VAL_ACC] == pytest.approx(hist.groupby("epoch")[M.VAL_ACC].mean().tolist(), abs=1e-6)
             assert len(v["curves"][M.TRAIN_LOSS]) == BASE["train"]["epochs"]
-    for rank, row in enumerate(m["models"], start=1):
+    for rank, row in enumerate(m.models, start=1):
         labels, logits = _saved(out, rank)
-        assert ab["accuracy_per_trial"][row["trial_id"]] == pytest.approx((logits.argmax(1) == labels).mean())
+        assert ab["accuracy_per_trial"][row.trial_id] == pytest.approx((logits.argmax(1) == labels).mean())
 
 
 def test_atlas_agrees_with_the_saved_predictions(report):
     m, out = report
-    atlas = m["atlas"]
+    atlas = m.atlas
     saved = [_saved(out, r) for r in range(1, TOP + 1)]
     labels = saved[0][0]
     ensemble = np.mean([_softmax(z) for _, z in saved], axis=0).argmax(1)
     assert atlas["ensemble_accuracy"] == pytest.approx((ensemble == labels).mean())
     wrong = np.stack([z.argmax(1) != labels for _, z in saved])
-    names = [r["name"] for r in m["models"]]
+    names = [r.name for r in m.models]
     assert atlas["errors_per_model"] == {n: int(w.sum()) for n, w in zip(names, wrong)}
     assert atlas["shared_by_all"] == int(wrong.all(0).sum())
     assert atlas["wrong_by_any"] == int(wrong.any(0).sum())
@@ -179,9 +179,9 @@ def test_atlas_agrees_with_the_saved_predictions(report):
 def test_page_and_metrics_json_have_the_sweep_sections(report):
     m, out = report
     on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk["ablation"]["factors"] and on_disk["atlas"]["ensemble_accuracy"] == m["atlas"]["ensemble_accuracy"]
+    assert on_disk["ablation"]["factors"] and on_disk["atlas"]["ensemble_accuracy"] == m.atlas["ensemble_accuracy"]
     page = (out / "report.html").read_text()
     assert '<section id="ablation">' in page and '<section id="atlas">' in page
-    for f in m["ablation"]["factors"]:
+    for f in m.ablation["factors"]:
         assert f["figure"] in page
-    assert m["atlas"]["figure"] in page
+    assert m.atlas["figure"] in page

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnsweep.analysis.analyze import analyze_target
+from cnnsweep.analysis.metrics_file import load_metrics
 from cnnsweep.cli import app
 
 pytestmark = pytest.mark.slow
@@ -58,21 +59,21 @@ def test_onnx_target_matches_pytorch(digits_checkpoint, tmp_path):
     summary = json.loads(result.output.strip().splitlines()[-1])
     out = tmp_path / "digits-analysis"
     assert summary["output"] == str(out.resolve())
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["target"]["kind"] == "onnx" and m["explain"] is None and any("ONNX" in n for n in m["notes"])
+    m = load_metrics(out)  # the file, read back through its schema
+    assert m.target.kind == "onnx" and m.explain is None and any("ONNX" in n for n in m.notes)
     torch_m = analyze_target(digits_checkpoint, split="valid", output=tmp_path / "torch", explain=False)
     onnx_logits = np.load(out / "predictions.npz")["logits"]
     torch_logits = np.load(tmp_path / "torch" / "predictions.npz")["logits"]
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
-    assert m["models"][0]["summary"]["accuracy"] == torch_m["models"][0]["summary"]["accuracy"]
-    assert (out / "report.html").is_file() and m["per_class"]["galleries"]
+    assert m.models[0].summary.accuracy == torch_m.models[0].summary.accuracy
+    assert (out / "report.html").is_file() and m.per_class["galleries"]
 
 
 def test_run_folder_and_data_root(digits_checkpoint, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(digits_checkpoint, run / "checkpoints" / "epoch1")
     m = analyze_target(run, split="valid", data_root=None, explain=False)
-    assert m["target"]["kind"] == "run" and m["output"] == str((run / "analysis").resolve())
+    assert m.target.kind == "run" and m.output == str((run / "analysis").resolve())
 
 
 def test_an_onnx_target_that_names_external_data_is_refused(plant_onnx, tmp_path):

@@ -28,10 +28,6 @@ def _report_html(out):
     return write_page(out, "report", [("a", "A", "<p>" + "x" * 50_000 + "</p>")])
 
 
-def _metrics_json(out):
-    write_report({"target": {"path": "m.onnx"}, "big": "x" * 50_000}, out)
-
-
 def _predictions(out):
     p = Predictions(np.zeros(2000, np.int64), np.zeros((2000, 3), np.float32), 0.0)
     save_predictions(p, ["a", "b", "c"], out, "valid")
@@ -39,7 +35,7 @@ def _predictions(out):
 
 @pytest.mark.parametrize("write, names", [
     (_figure_png, ["grid.png"]), (_chart_png, ["chart.png"]), (_report_html, ["report.html"]),
-    (_metrics_json, ["metrics.json"]), (_predictions, ["valid.npz", "valid.csv"]),
+    (_predictions, ["valid.npz", "valid.csv"]),
 ])
 def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path, disk_full_after, write, names):
     for name in names:
@@ -49,3 +45,11 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path, disk_full
     for name in names:
         assert (tmp_path / name).read_bytes() == b"previous run", name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+
+
+def test_a_failed_metrics_json_write_leaves_the_previous_file_and_no_temp(tmp_path, disk_full_after, tiny_metrics):
+    (tmp_path / "metrics.json").write_bytes(b"previous run")
+    with pytest.raises(OSError), disk_full_after(256):
+        write_report(tiny_metrics(notes=["x" * 50_000]), tmp_path)
+    assert (tmp_path / "metrics.json").read_bytes() == b"previous run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # and no report.html drawn from it

@@ -172,7 +172,7 @@ def _analyze_result(plan: SweepPlan, summary: SweepSummary, report_dir: Path, *,
     try:
         m = analyze_target(report_dir, predict=ray_predict(ANALYZE_WORKERS) if on_ray else None, split="test",
                            output=report_dir / "analysis")
-        summary.analysis = str(Path(m["output"]) / "report.html")
+        summary.analysis = str(Path(m.output) / "report.html")
     except Exception as err:  # noqa: BLE001 - any failure here must leave the sweep's results intact
         summary.analysis = None
         summary.notes.append(f"analysis of the sweep failed: {type(err).__name__}: {err}")
