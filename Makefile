@@ -23,6 +23,7 @@ demo: $(STAMP)
 	else echo "no report: see the notes above (runs/quickstart/summary.json)"; fi
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check cnnsweep tests benchmarks
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from cnnsweep.analysis.analyze import analyze_target
+from cnnsweep.analysis.run import analyze_target
 from cnnsweep.analysis.predictions import BATCH_SIZE
 from cnnsweep.analysis.split import choose_split, load_analysis_data
 from cnnsweep.analysis.target import load_target
@@ -54,7 +54,7 @@ def timed_analysis(target: str, data_root: str, explain: bool, predict=None) -> 
 
 
 def ray_analysis(target: str, data_root: str, explain: bool, workers: int) -> dict:
-    from cnnsweep.distributed.analyze import ray_predict
+    from cnnsweep.distributed.analysis_tasks import ray_predict
     from cnnsweep.distributed.cluster import start_ray
 
     start = time.perf_counter()

@@ -20,31 +20,29 @@ from pathlib import Path
 import numpy as np
 
 from cnnsweep.data import load_dataset
-from cnnsweep.export import create_session, export_checkpoint, read_metadata, run_logits
+from cnnsweep.export import OnnxRunner, export_checkpoint
 from cnnsweep.export.ensemble_export import export_ensemble
 from cnnsweep.export.sources import resolve_sources
 from cnnsweep.checkpoint import load_model_from_checkpoint
 
 
-def median_ms(session, x: np.ndarray, repeats: int) -> float:
+def median_ms(runner: OnnxRunner, x: np.ndarray, repeats: int) -> float:
     for _ in range(5):
-        run_logits(session, x)
+        runner.logits(x)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        run_logits(session, x)
+        runner.logits(x)
         times.append(time.perf_counter() - t)
     return 1000 * statistics.median(times)
 
 
 def measure(path: Path, valid, repeats: int) -> dict:
-    info = read_metadata(str(path))
-    session = create_session(path, num_threads=1)
-    x = np.concatenate([info.preprocess(valid.images[i:i + 512]).numpy() for i in range(0, len(valid.images), 512)])
-    pred = np.concatenate([run_logits(session, x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
-    return {"onnx": str(path), "val_acc": float((pred == valid.labels.numpy()).mean()),
-            "ms_batch1": round(median_ms(session, x[:1], repeats), 3),
-            "ms_batch64": round(median_ms(session, x[:64], max(20, repeats // 10)), 3),
+    runner = OnnxRunner.load(path, num_threads=1)
+    x = valid.images.permute(0, 2, 3, 1).contiguous().numpy()  # raw pixels: the graph preprocesses
+    return {"onnx": str(path), "val_acc": runner.accuracy(valid),
+            "ms_batch1": round(median_ms(runner, x[:1], repeats), 3),
+            "ms_batch64": round(median_ms(runner, x[:64], max(20, repeats // 10)), 3),
             "size_kib": round(path.stat().st_size / 1024, 1)}
 
 

@@ -21,7 +21,8 @@ import torch
 
 from cnnsweep.checkpoint import load_model_from_checkpoint
 from cnnsweep.data import load_dataset
-from cnnsweep.export import create_session, onnx_accuracy, run_logits
+from cnnsweep.export import OnnxRunner
+from cnnsweep.export.onnx_export import pixel_classifier
 from gtsrb_model import ensure_model
 
 
@@ -49,23 +50,24 @@ def measure(runners: dict, x: np.ndarray, seconds: float, rounds: int = 20) -> d
 
 def build_runners(report: dict, threads: int):
     lm = load_model_from_checkpoint(report["checkpoint"])
-    model = lm.model.float().eval()
+    model = pixel_classifier(lm.model.float(), lm.preprocess)  # what the .onnx holds: preprocessing + network
 
     @torch.inference_mode()
     def torch_eager(x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).numpy()
 
-    fp32 = create_session(report["onnx"], num_threads=threads, device="cpu")
-    int8 = create_session(report["int8"]["onnx"], num_threads=threads, device="cpu")
-    runners = {"pytorch_eager": torch_eager, "ort_fp32": lambda x: run_logits(fp32, x),
-               "ort_int8": lambda x: run_logits(int8, x)}
+    fp32 = OnnxRunner.load(report["onnx"], num_threads=threads, device="cpu")
+    int8 = OnnxRunner.load(report["int8"]["onnx"], num_threads=threads, device="cpu")
+    runners = {"pytorch_eager": torch_eager, "ort_fp32": fp32.logits, "ort_int8": int8.logits}
     return lm, runners, {"ort_fp32": fp32, "ort_int8": int8}
 
 
-def accuracies(lm, runners, sessions, x: np.ndarray, y: np.ndarray) -> dict:
-    pred = np.concatenate([runners["pytorch_eager"](x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
-    out = {"pytorch_eager": float((pred == y).mean())}
-    out.update({k: onnx_accuracy(s, x, y) for k, s in sessions.items()})
+def accuracies(lm, runners, onnx_runners, x: np.ndarray, y: np.ndarray) -> dict:
+    """Top-1 of every runner on the same raw pixels."""
+    out = {}
+    for name, run in runners.items():
+        pred = np.concatenate([run(x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
+        out[name] = float((pred == y).mean())
     return out
 
 
@@ -81,7 +83,7 @@ def main() -> None:
     report = ensure_model(args.data, args.model_dir)
     lm, runners, sessions = build_runners(report, args.threads)
     valid = load_dataset(lm.config.data).valid
-    x, y = lm.preprocess(valid.images).numpy(), valid.labels.numpy()
+    x, y = valid.images.permute(0, 2, 3, 1).contiguous().numpy(), valid.labels.numpy()  # raw uint8 pixels
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                "threads": args.threads, "torch": torch.__version__,
                "onnxruntime": __import__("onnxruntime").__version__, "speed": {}}

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from cnnsweep.data import load_dataset
-from cnnsweep.export import create_session, read_metadata, run_logits
+from cnnsweep.export import OnnxRunner, read_metadata
 from cnnsweep.serving.heap import freeze_startup_heap
 from gtsrb_model import ensure_model
 from raw_http import RawHttpPool, build_request, server_balance
@@ -286,14 +286,14 @@ def summarize(latencies: list[float], codes: Counter, wall: float, concurrency: 
                                      or (isinstance(k, str) and k in GRPC_SERVER_ERRORS))}
 
 
-def in_process_ort(session, x: np.ndarray, batch: int, seconds: float = 2.0) -> float:
-    """Images/s of the same model in this process (a session with the replica's thread count) at `batch`."""
+def in_process_ort(runner: OnnxRunner, x: np.ndarray, batch: int, seconds: float = 2.0) -> float:
+    """Images/s of the same model in this process (a runner with the replica's thread count) at `batch`."""
     xb = x[:batch]
     for _ in range(5):
-        run_logits(session, xb)
+        runner.logits(xb)
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        run_logits(session, xb)
+        runner.logits(xb)
         n += len(xb)
     return n / (time.perf_counter() - start)
 
@@ -453,9 +453,9 @@ def main() -> None:
     report = ensure_model(args.data, args.model_dir)
     info = read_metadata(report["onnx"])
     valid = load_dataset(validate_data(info.config["data"], args.data)).valid.images[:512]
-    x = info.preprocess(valid).numpy()
+    x = valid.permute(0, 2, 3, 1).contiguous().numpy()  # raw pixels: the graph preprocesses
     threads = args.reference_threads or max(1, int(args.cpus_per_replica))
-    session = create_session(report["onnx"], num_threads=threads, device="cpu")
+    session = OnnxRunner.load(report["onnx"], num_threads=threads, device="cpu")
     proxy_url = args.url or start_local_server(report["onnx"], args)
     if args.pin_replicas:
         print(f"replicas pinned: {pin_replicas()}", flush=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnsweep.config import (ConfigError, RunConfig, apply_overrides, config_from_json, config_to_json,
+from cnnsweep.config import (ConfigError, apply_overrides, config_from_json, config_to_json,
                              load_config, parse_override, save_config, validate_config)
 
 

@@ -105,7 +105,7 @@ def test_a_searched_field_of_one_family_needs_a_condition_on_model_name():
 
 
 def test_a_config_saved_before_families_loads_with_the_family_fields_only(tmp_path):
-    from cnnsweep.config import check_resumed_config, from_saved_config, save_config
+    from cnnsweep.config import check_resumed_config, from_saved_config
 
     cfg = validate_config({"model": {"name": "timm/resnet18", "pretrained": True}})
     old = config_to_dict(cfg, with_search=True)

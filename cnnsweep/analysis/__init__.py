@@ -25,14 +25,17 @@ _EXPORTS = {
     "save_class_image_grid": "class_images",
     "gradcam_maps": "gradcam", "save_gradcam_gallery": "gradcam",
     "build_model_card": "model_card",
-    "analyze_target": "analyze", "load_target": "target", "AnalysisError": "errors",
+    "analyze_target": "run", "load_target": "target",
     "AnalysisMetrics": "metrics_file", "load_metrics": "metrics_file",
     "stage_layers": "layers", "gradcam_layer": "layers",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "AnalysisError"])
 
 
 def __getattr__(name: str) -> Any:
+    if name == "AnalysisError":  # the user-facing error types all live in cnnsweep.errors
+        from cnnsweep.errors import AnalysisError
+        return AnalysisError
     if name not in _EXPORTS:
         raise AttributeError(f"module 'cnnsweep.analysis' has no attribute {name!r}")
     return getattr(importlib.import_module(f"cnnsweep.analysis.{_EXPORTS[name]}"), name)

@@ -83,8 +83,9 @@ def _mean_curves(arrays: dict[str, np.ndarray]) -> dict[str, list[Optional[float
 def _class_changes(recall: np.ndarray, ref: np.ndarray, class_names: list[str]) -> dict[str, Any]:
     delta = recall - ref
     order = np.argsort(delta, kind="stable")
-    pick = lambda idx: [{"class_id": int(c), "name": class_names[c], "delta_recall": float(delta[c])}
-                        for c in idx if delta[c] != 0]
+    def pick(idx):
+        return [{"class_id": int(c), "name": class_names[c], "delta_recall": float(delta[c])}
+                for c in idx if delta[c] != 0]
     return {"better": pick(order[::-1][:SHOWN_CLASS_CHANGES]), "worse": pick(order[:SHOWN_CLASS_CHANGES]),
             "num_better": int((delta > 0).sum()), "num_worse": int((delta < 0).sum())}
 

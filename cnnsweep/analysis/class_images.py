@@ -230,7 +230,7 @@ def recognized_by(judge, images_uint8: torch.Tensor, classes: list[int]) -> tupl
     apart from the one that made the images. Its agreement says the image shows the class, not a pattern
     only the generating model responds to.
     """
-    predicted = [int(c) for c in np.asarray(judge.logits(images_uint8)).argmax(1)]
+    predicted = [int(c) for c in np.asarray(judge.split_logits(images_uint8)).argmax(1)]
     return sum(p == c for p, c in zip(predicted, classes)) / len(classes), predicted
 
 

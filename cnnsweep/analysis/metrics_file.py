@@ -16,7 +16,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cnnsweep.analysis.errors import AnalysisError
+from cnnsweep.errors import AnalysisError
 from cnnsweep.atomic import atomic_write_json
 from cnnsweep.config import validation_error_line
 

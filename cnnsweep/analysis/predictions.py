@@ -43,8 +43,7 @@ class Predictions:
 
 def predict_local(predictor, images: torch.Tensor, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Logits for every image, one batch at a time in this process."""
-    parts = [predictor.logits(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate(parts).astype(np.float32)
+    return predictor.split_logits(images, batch_size).astype(np.float32)
 
 
 def predict_split(predictor, images: torch.Tensor, labels: torch.Tensor,

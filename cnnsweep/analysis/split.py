@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from cnnsweep.analysis.errors import AnalysisError
+from cnnsweep.errors import AnalysisError
 from cnnsweep.config import DataConfig
 from cnnsweep.data import ImageDataset, ImageSplit, load_dataset
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from cnnsweep.analysis.errors import AnalysisError
-from cnnsweep.analysis.predictor import OnnxPredictor, TorchPredictor
+from cnnsweep.errors import AnalysisError
+from cnnsweep.analysis.predictor import TorchPredictor
 from cnnsweep.checkpoint import CheckpointError, load_model_from_checkpoint
 from cnnsweep.config import ConfigError, RunConfig, from_saved_config
-from cnnsweep.export.errors import ExportError
+from cnnsweep.errors import ExportError
 from cnnsweep.export.sources import is_sweep_dir, read_leaderboard, resolve_sources
 
 MAX_SWEEP_TRIALS = 32  # trials loaded for the ablation's per-class effects (each is predicted once)
@@ -28,7 +28,7 @@ class Candidate:
 
     name: str  # "top1 (ab12)", "checkpoint", "model.onnx"
     trial_id: Optional[str]
-    predictor: Any  # TorchPredictor | OnnxPredictor
+    predictor: Any  # TorchPredictor | cnnsweep.export.OnnxRunner: split_logits(uint8 NCHW) -> logits
     preprocess: Any
     class_names: list[str]
     config: RunConfig
@@ -51,20 +51,18 @@ def _from_checkpoint(path: Path, name: str, trial_id: Optional[str] = None) -> C
 
 
 def _from_onnx(path: Path) -> Candidate:
-    from cnnsweep.export.model_file import read_model_bytes
-    from cnnsweep.export.runtime import load_session
+    from cnnsweep.export.runner import OnnxRunner
 
     try:  # the bytes checked here are the bytes every (Ray) worker runs: the file is read once
-        data = read_model_bytes(path)
-        _, info = load_session(data, num_threads=1, device="cpu", where=str(path))
+        runner = OnnxRunner.load(path, num_threads=1, device="cpu")  # one thread: workers share the cores
     except ExportError as err:
         raise AnalysisError(str(err)) from None
     try:
+        info = runner.info
         cfg = from_saved_config(info.config)  # written by an older cnnsweep too
     except ConfigError as err:
         raise AnalysisError(f"{path}: the embedded config is not usable ({err})") from None
-    return Candidate(path.name, None, OnnxPredictor(data, info.preprocess), info.preprocess, info.class_names,
-                     cfg, str(path))
+    return Candidate(path.name, None, runner, info.preprocess, info.class_names, cfg, str(path))
 
 
 def _trial_id(label: str) -> Optional[str]:

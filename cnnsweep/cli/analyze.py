@@ -53,11 +53,11 @@ def analyze_cmd(
 
         try:
             if workers > 0:
-                from cnnsweep.distributed.analyze import run_analysis
+                from cnnsweep.distributed.analysis_tasks import run_analysis
 
                 m = run_analysis(target, workers=workers, address=address, progress=say, **kwargs)
             else:
-                from cnnsweep.analysis.analyze import analyze_target
+                from cnnsweep.analysis.run import analyze_target
 
                 m = analyze_target(target, progress=say, **kwargs)
         except AnalysisError as e:

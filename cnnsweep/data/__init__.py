@@ -6,7 +6,7 @@ Pure torch + numpy (never ray). Importing this package registers every format be
 from . import digits, gtsrb_official, gtsrb_pickle, image_folder, mnist  # noqa: F401  (registers formats)
 from .balance import BALANCE_METHODS, build_epoch_indices, class_counts, class_weights
 from .dataset import ImageDataset, ImageSplit
-from .errors import DataError
+from cnnsweep.errors import DataError
 from .load import DataSource, dataset_key, load_dataset
 from .loader import DeviceBatches, shard_for_eval
 from .registry import create_dataset, list_datasets, register_dataset

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import BALANCE_METHODS as BALANCERS, RegistryError
-from .errors import DataError
+from cnnsweep.errors import DataError
 
 Indices = tuple[torch.Tensor, "torch.Tensor | None"]  # (indices into the split, augment mask or None)
 

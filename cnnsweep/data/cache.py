@@ -31,7 +31,7 @@ import numpy as np
 
 from ..atomic import atomic_write, atomic_write_bytes
 from .decode import MAX_DECODED_BYTES, open_file
-from .errors import DataError
+from cnnsweep.errors import DataError
 
 log = logging.getLogger(__name__)
 _VERSION = 2  # bump when the decoding or the file layout changes (2: HMAC member, checked headers)

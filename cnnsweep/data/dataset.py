@@ -9,7 +9,7 @@ import torch
 
 from cnnsweep.safe_text import printable
 
-from .errors import DataError
+from cnnsweep.errors import DataError
 
 MAX_NUM_CLASSES = 10_000  # GTSRB has 43: a larger list is a crafted file, and sizes per-class arrays
 MAX_CLASS_NAME_LENGTH = 200  # characters; a name is shown in tables, plot labels and every CSV row

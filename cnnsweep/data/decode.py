@@ -24,7 +24,7 @@ from typing import BinaryIO, Callable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DataError
+from cnnsweep.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 FORMATS = ("PNG", "JPEG", "PPM", "BMP")  # Pillow decoders for IMAGE_EXTENSIONS (PPM: the P1-P6 netpbm family)

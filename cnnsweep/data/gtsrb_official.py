@@ -23,7 +23,7 @@ import numpy as np
 from .cache import Expected, cache_dirs, fingerprint, load_cached, save_cached
 from .dataset import ImageDataset, ImageSplit
 from .decode import decode_parallel, load_rgb, open_file
-from .errors import DataError
+from cnnsweep.errors import DataError
 from .gtsrb_names import GTSRB_CLASS_NAMES
 from .registry import register_dataset
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .dataset import MAX_CLASS_NAME_LENGTH, MAX_NUM_CLASSES, ImageDataset, ImageSplit
-from .errors import DataError
+from cnnsweep.errors import DataError
 from .gtsrb_names import GTSRB_CLASS_NAMES
 from .registry import register_dataset, require_root
 from .safe_pickle import load_pickle

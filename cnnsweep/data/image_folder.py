@@ -15,7 +15,7 @@ import numpy as np
 from .cache import Expected, cache_dirs, fingerprint, load_cached, save_cached
 from .dataset import ImageDataset, ImageSplit, check_num_classes
 from .decode import IMAGE_EXTENSIONS, decode_parallel, load_rgb, most_common_side, read_sizes, squeeze_gray
-from .errors import DataError
+from cnnsweep.errors import DataError
 from .registry import register_dataset, require_root
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .dataset import ImageDataset, ImageSplit
-from .errors import DataError
+from cnnsweep.errors import DataError
 from .registry import register_dataset, require_root
 
 _HINT = "expected MNIST IDX files such as t10k-images-idx3-ubyte.gz; set data.root to their folder"

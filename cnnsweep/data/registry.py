@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ..registry import DATASETS, RegistryError
 from .dataset import ImageDataset
-from .errors import DataError
+from cnnsweep.errors import DataError
 
 Loader = Callable[..., ImageDataset]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from cnnsweep.errors import DataError
 
 # numpy 2 moved numpy.core -> numpy._core; pickles written by either version name one of these.
 _ALLOWED = {

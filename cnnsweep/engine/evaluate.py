@@ -8,7 +8,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.distributed as dist
-from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from torch import nn
 
 from cnnsweep.engine.amp import AmpSettings

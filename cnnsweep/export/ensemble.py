@@ -1,9 +1,8 @@
 """A top-K ensemble as one PyTorch module: K members, each with its own preprocessing, mean softmax.
 
-The served input is what a *shared* Preprocess makes of the raw image (`plan_shared` below): the
-deterministic steps every member has in common (resize, equalization, grayscale when all members
-agree) run there, in the server's ordinary preprocessing path, and normalization is switched off
-(input = pixels / 255). Each member branch then does what is its own, inside the graph:
+The graph's input is raw pixels; a *shared* Preprocess (`plan_shared` below) does the deterministic
+steps every member has in common (resize, equalization, grayscale when all members agree), in the
+graph like any model's, with normalization switched off (its output = pixels / 255). Each member branch then does what is its own, inside the graph:
 
 - grayscale, when only some members use it: BT.601 luma on the 0..255 integers, rounded half up as
   `transforms.color.luma_uint8` does, so a branch sees exactly the pixels its model was trained on;

@@ -1,7 +1,7 @@
 """`cnnsweep export SWEEP --top K --ensemble`: K checkpoints -> one verified .onnx averaging their softmax.
 
-Verification compares ONNX Runtime, fed by the *shared* preprocessing, with the PyTorch ensemble run
-the way each member was trained (its own Preprocess from its checkpoint, its model, softmax, mean):
+Verification compares ONNX Runtime, fed raw pixels (the graph does the shared
+preprocessing), with the PyTorch ensemble run the way each member was trained (its own Preprocess from its checkpoint, its model, softmax, mean):
 100% top-1 agreement and max |probability difference| <= PROB_ATOL on real validation images, or the
 export fails and a previous file at the target is left as it was. The ensemble's own validation
 accuracy is then measured in ORT on the whole validation split and written into the metadata beside
@@ -21,14 +21,13 @@ from cnnsweep.atomic import atomic_path
 from cnnsweep.checkpoint import LoadedModel, load_model_from_checkpoint
 from cnnsweep.config import config_to_dict
 from cnnsweep.export.ensemble import EnsembleError, build_ensemble, plan_shared
-from cnnsweep.export.errors import ExportError
+from cnnsweep.errors import ExportError
 from cnnsweep.export.metadata import OnnxModelInfo
 from cnnsweep.export.onnx_export import export_onnx, rewrite_metadata
 from cnnsweep.export.pipeline import PREPROCESS_CHUNK, ExportReport, load_export_data
-from cnnsweep.export.runtime import batched_logits, create_session
+from cnnsweep.export.runner import OnnxRunner
 from cnnsweep.export.sources import ExportSource, resolve_sources
 from cnnsweep.export.verify import BATCH_SIZES, PROB_ATOL, VerifyReport, compare_batch, take_wrapped
-from cnnsweep.transforms import Preprocess
 from cnnsweep import metrics as M
 
 # The config fields that tell members apart, for the metadata's member list (dotted paths).
@@ -67,32 +66,26 @@ def reference_probs(members: Sequence[LoadedModel], images: torch.Tensor) -> np.
     return torch.stack(probs).mean(dim=0).numpy()
 
 
-def shared_input(shared: Preprocess, images: torch.Tensor) -> np.ndarray:
-    with torch.inference_mode():
-        return shared(images).numpy()
-
-
-def verify_ensemble(session, members: Sequence[LoadedModel], shared: Preprocess, images: torch.Tensor,
+def verify_ensemble(runner: OnnxRunner, members: Sequence[LoadedModel], images: torch.Tensor,
                     atol: float = PROB_ATOL) -> VerifyReport:
-    """ORT probabilities (shared path) vs the PyTorch ensemble (members' own paths), per batch size."""
+    """ORT probabilities (raw pixels through the graph) vs the PyTorch ensemble (members' own
+    preprocessing and models), per batch size."""
     if len(images) == 0:
         raise ExportError("verification: the validation split is empty")
     report, start, idx = VerifyReport(atol=atol), 0, np.arange(len(images))
     for n in BATCH_SIZES:
         x = images[torch.from_numpy(take_wrapped(idx, start, n))]
         start += n
-        got = softmax(batched_logits(session, shared_input(shared, x)))
+        got = softmax(runner.split_logits(x))
         report.checks.append(compare_batch(reference_probs(members, x), got, n))
     return report
 
 
-def ensemble_metrics(session, shared: Preprocess, split) -> dict[str, float]:
+def ensemble_metrics(runner: OnnxRunner, split) -> dict[str, float]:
     """val/acc and val/f1_macro of the ONNX ensemble on a whole split, chunk by chunk."""
     from sklearn.metrics import f1_score
 
-    preds = [batched_logits(session, shared_input(shared, split.images[i:i + PREPROCESS_CHUNK])).argmax(1)
-             for i in range(0, len(split.images), PREPROCESS_CHUNK)]
-    pred, y = np.concatenate(preds), split.labels.numpy()
+    pred, y = runner.split_logits(split.images, PREPROCESS_CHUNK).argmax(1), split.labels.numpy()
     return {M.VAL_ACC: float((pred == y).mean()), M.VAL_F1: float(f1_score(y, pred, average="macro")),
             "val/num_images": float(len(y))}
 
@@ -139,14 +132,14 @@ def export_ensemble(sweep: str | Path, output: Optional[str | Path] = None, *, t
                           "members": entries})
     with atomic_path(target) as staged:  # replaces `target` only once verified: a failure keeps the old file
         export_onnx(model, info, staged)
-        session = create_session(staged)
-        verification = verify_ensemble(session, members, shared, dataset.valid.images[:sum(BATCH_SIZES)], atol)
+        runner = OnnxRunner.load(staged)
+        verification = verify_ensemble(runner, members, dataset.valid.images[:sum(BATCH_SIZES)], atol)
         report = ExportReport(str(sweep), str(target), staged.stat().st_size, verification.to_dict(),
                               max((e["metrics"].get(M.VAL_ACC, float("nan")) for e in entries)),
                               notes=member_notes + list(dataset.notes))
         if not verification.ok:  # an ensemble that does not reproduce must not be served by accident
             raise ExportError(verification.failure_message().replace("max|diff|", "max|prob diff|"), report)
-        info.metrics = ensemble_metrics(session, shared, dataset.valid)
+        info.metrics = ensemble_metrics(runner, dataset.valid)
         rewrite_metadata(staged, info)  # the measured metrics go inside, beside the members'
     report.ensemble = {"members": entries, "metrics": info.metrics}
     report.seconds = time.perf_counter() - start

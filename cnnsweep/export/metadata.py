@@ -13,14 +13,20 @@ from typing import Any, Mapping, Optional
 
 from cnnsweep.checkpoint import class_name_list
 from cnnsweep.engine.calibration import MAX_TEMPERATURE, MIN_TEMPERATURE
-from cnnsweep.export.errors import ExportError
+from cnnsweep.errors import ExportError
 from cnnsweep.transforms import Preprocess
+from cnnsweep.transforms.pixels import split_for_graph
 
-FORMAT = "cnnsweep-onnx/1"
+# /2: the graph reads raw uint8 N x H x W x C pixels and does the preprocessing itself (/1 read the
+# normalized float32 model input); a /1 file is refused with a "re-export" message.
+FORMAT = "cnnsweep-onnx/2"
 PREFIX = "cnnsweep."
-INPUT_NAME = "input"  # float32 N x C x H x W, already normalized: Preprocess(...)(uint8 images)
-OUTPUT_NAME = "logits"  # float32 N x num_classes, before softmax
-INPUT_DOC = "float32 N x C x H x W = Preprocess.normalize(Preprocess.prepare(uint8 images)); see cnnsweep.preprocess"
+INPUT_NAME = "image"  # uint8 N x H x W x C raw pixels; H x W = `image_size`, C = `input_channels`
+OUTPUT_NAME = "logits"  # float32 N x num_classes, before softmax (calibrated: softmax(logits / temperature))
+INPUT_DOC = ("uint8 N x H x W x C raw pixels (RGB or gray) at image_size (resize other sizes first: antialiased "
+             "bilinear); the graph converts, equalizes and normalizes them as in training")
+CLAHE_DOC = ("CLAHE pre-step: the graph reads pixels already converted, resized and CLAHE-equalized by "
+             "cnnsweep.transforms.Preprocess.prepare (CLAHE has no ONNX form)")
 
 
 @dataclass
@@ -42,8 +48,19 @@ class OnnxModelInfo:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one image as the ONNX input expects it."""
+        """(C, H, W) of one image as the network inside the graph sees it, after preprocessing."""
         return self.preprocess.input_shape
+
+    @property
+    def input_channels(self) -> int:
+        """C of the graph's uint8 N x H x W x C input: the training images' channels (the model's own
+        channels for a CLAHE model, whose pre-step converts them)."""
+        return split_for_graph(self.preprocess)[1].source_channels
+
+    @property
+    def pre_step(self) -> Optional[str]:
+        """What must run before the graph (None for most models; CLAHE_DOC for CLAHE models)."""
+        return None if split_for_graph(self.preprocess)[0] is None else CLAHE_DOC
 
     @property
     def num_classes(self) -> int:
@@ -55,7 +72,8 @@ def build_metadata(info: OnnxModelInfo) -> dict[str, str]:
     c, h, w = info.input_shape
     values = {"format": FORMAT, "class_names": info.class_names, "num_classes": info.num_classes,
               "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "input_doc": INPUT_DOC,
-              "input_shape": [c, h, w], "input_channels": c, "image_size": [h, w],
+              "pre_step": info.pre_step, "input_channels": info.input_channels,
+              "model_input_shape": [c, h, w], "image_size": [h, w],
               "preprocess": info.preprocess.to_dict(), "config": info.config, "metrics": info.metrics,
               "precision": info.precision, "source": info.source, "temperature": info.temperature}
     if info.ensemble is not None:
@@ -71,7 +89,8 @@ def set_metadata(model_proto: Any, info: OnnxModelInfo) -> None:
         entry = model_proto.metadata_props.add()
         entry.key, entry.value = key, value
     model_proto.producer_name = "cnnsweep"
-    model_proto.doc_string = f"cnnsweep classifier ({info.num_classes} classes); input: {INPUT_DOC}"
+    model_proto.doc_string = (f"cnnsweep classifier ({info.num_classes} classes); input: {INPUT_DOC}"
+                              + (f". {info.pre_step}" if info.pre_step else ""))
 
 
 def parse_metadata(props: Mapping[str, str], where: str = "model") -> OnnxModelInfo:
@@ -80,6 +99,9 @@ def parse_metadata(props: Mapping[str, str], where: str = "model") -> OnnxModelI
         values = {k[len(PREFIX):]: json.loads(v) for k, v in props.items() if k.startswith(PREFIX)}
     except json.JSONDecodeError as err:
         raise ExportError(f"{where}: cnnsweep metadata is not valid JSON ({err})") from None
+    if values.get("format") == "cnnsweep-onnx/1":
+        raise ExportError(f"{where}: exported by an older cnnsweep (its graph reads normalized float32 input); "
+                          "re-export it from its checkpoint with `cnnsweep export`")
     if values.get("format") != FORMAT:
         raise ExportError(f"{where}: not a cnnsweep ONNX export (metadata format "
                           f"{values.get('format')!r}, expected {FORMAT!r}); export it with `cnnsweep export`")
@@ -96,12 +118,14 @@ def parse_metadata(props: Mapping[str, str], where: str = "model") -> OnnxModelI
 
 
 def _check_redundant_fields(values: dict[str, Any], names: list[str], preprocess: Preprocess, where: str) -> None:
-    """num_classes, input_shape, input_channels and image_size repeat what class_names and preprocess
-    say, for readers without cnnsweep; a file where they disagree was not written by build_metadata."""
+    """num_classes, model_input_shape, input_channels and image_size repeat what class_names and
+    preprocess say, for readers without cnnsweep; a file where they disagree was not written by
+    build_metadata."""
     c, h, w = preprocess.input_shape
+    graph_c = split_for_graph(preprocess)[1].source_channels
     expected = {"num_classes": (len(names), f"its {len(names)} class names"),
-                "input_shape": ([c, h, w], f"the preprocessing's input shape {[c, h, w]}"),
-                "input_channels": (c, f"the preprocessing's {c} channel(s)"),
+                "model_input_shape": ([c, h, w], f"the preprocessing's model input shape {[c, h, w]}"),
+                "input_channels": (graph_c, f"the preprocessing's {graph_c} input channel(s)"),
                 "image_size": ([h, w], f"the preprocessing's image size {[h, w]}")}
     for key, (want, what) in expected.items():
         if values.get(key) != want:

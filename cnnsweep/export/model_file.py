@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 from typing import Any, Iterator
 
-from cnnsweep.export.errors import ExportError
+from cnnsweep.errors import ExportError
 from cnnsweep.export.metadata import INPUT_NAME, OUTPUT_NAME, OnnxModelInfo
 
 # The protobuf limit: above it ONNX needs external data, which the "one file" contract rules out.
@@ -85,9 +85,9 @@ def _dims(value_info: Any) -> tuple:
 
 
 def check_graph(proto: Any, info: OnnxModelInfo, where: str) -> None:
-    """The metadata must describe the graph: float32 `input` [N, C, H, W] = the preprocessing's input
-    shape, float32 `logits` [N, num_classes]. Otherwise the server would size its inputs and label its
-    outputs from numbers the model does not have."""
+    """The metadata must describe the graph: uint8 `image` [N, H, W, C] with H x W = the metadata's
+    image size and C its input channels, float32 `logits` [N, num_classes]. Otherwise the server would shape its inputs and label
+    its outputs from numbers the model does not have."""
     import onnx
 
     weights = {t.name for t in proto.graph.initializer}
@@ -96,12 +96,15 @@ def check_graph(proto: Any, info: OnnxModelInfo, where: str) -> None:
     if names_in != [INPUT_NAME] or names_out != [OUTPUT_NAME]:
         raise ExportError(f"{where}: the graph has inputs {names_in} and outputs {names_out}; a cnnsweep "
                           f"export has [{INPUT_NAME!r}] and [{OUTPUT_NAME!r}]")
-    if any(v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT for v in (inputs[0], proto.graph.output[0])):
-        raise ExportError(f"{where}: the graph's input and output must be float32 tensors")
+    if inputs[0].type.tensor_type.elem_type != onnx.TensorProto.UINT8:
+        raise ExportError(f"{where}: the graph's input must be a uint8 tensor (raw pixels)")
+    if proto.graph.output[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise ExportError(f"{where}: the graph's output must be a float32 tensor (logits)")
     got_in, got_out = _dims(inputs[0]), _dims(proto.graph.output[0])
-    if len(got_in) != 4 or got_in[1:] != tuple(info.input_shape):
-        raise ExportError(f"{where}: the metadata's input shape {tuple(info.input_shape)} (C, H, W) does not "
-                          f"match the graph's input {got_in[1:]} (N x C x H x W: {got_in})")
+    want = (*info.preprocess.output_size, info.input_channels)
+    if len(got_in) != 4 or got_in[1:] != want:
+        raise ExportError(f"{where}: the metadata's input H x W x C {want} does not match the graph's input "
+                          f"{got_in} (N x H x W x C)")
     if len(got_out) != 2 or got_out[1] != info.num_classes:
         raise ExportError(f"{where}: the metadata names {info.num_classes} classes but the graph's output "
                           f"has shape {got_out}: expected N x {info.num_classes}")

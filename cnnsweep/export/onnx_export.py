@@ -1,4 +1,5 @@
-"""PyTorch model -> one self-contained .onnx file with a dynamic batch dimension and cnnsweep metadata.
+"""PyTorch model -> one self-contained .onnx file: raw uint8 pixels at the model's size in (any batch),
+the training preprocessing and the network inside, logits out, cnnsweep metadata attached.
 
 Exporter: torch.onnx.export(dynamo=True), the default in torch 2.9+. The legacy TorchScript exporter
 is deprecated (it warns on every call); the dynamo path gives a clean opset-20 graph with BatchNorm
@@ -18,24 +19,31 @@ from typing import Any
 import torch
 
 from cnnsweep.atomic import atomic_write_bytes
-from cnnsweep.export.errors import ExportError
+from cnnsweep.errors import ExportError
 from cnnsweep.export.metadata import INPUT_NAME, OUTPUT_NAME, OnnxModelInfo, set_metadata
 from cnnsweep.export.model_file import MAX_ONNX_BYTES
+from cnnsweep.transforms import Preprocess
+from cnnsweep.transforms.pixels import PixelClassifier, split_for_graph
 
 EXAMPLE_BATCH = 2  # torch.export specializes a batch of 1 to a constant; 2 keeps the dim symbolic
 
 
-def torch_to_onnx(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> Any:
-    """Trace `model` (eval mode, CPU) to an onnx.ModelProto with input `input` [batch, C, H, W]."""
-    model = model.to("cpu").eval()
-    example = torch.zeros(EXAMPLE_BATCH, *input_shape)
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+def pixel_classifier(model: torch.nn.Module, pre: Preprocess) -> PixelClassifier:
+    """The module the .onnx file holds: the in-graph part of `pre`, then `model` (eval mode, CPU)."""
+    return PixelClassifier(split_for_graph(pre)[1], model.to("cpu").eval()).eval()
+
+
+def torch_to_onnx(module: torch.nn.Module, input_channels: int, size: tuple[int, int]) -> Any:
+    """Trace a PixelClassifier to an onnx.ModelProto with input `image` uint8 [batch, H, W, C]."""
+    h, w = size
+    example = torch.zeros(EXAMPLE_BATCH, h, w, input_channels, dtype=torch.uint8)
+    dims = {0: torch.export.Dim("batch", min=1, max=1 << 20)}
     # The exporter narrates its progress on stdout; keep stdout for `--json` output.
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            program = torch.onnx.export(model, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                        dynamic_shapes=({0: batch},), dynamo=True, external_data=False,
+            program = torch.onnx.export(module, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                        dynamic_shapes=(dims,), dynamo=True, external_data=False,
                                         optimize=True, verbose=False)
         except Exception as err:  # torch.export raises many types; all mean "this model did not trace"
             raise ExportError(f"torch.onnx.export failed: {type(err).__name__}: {err}") from err
@@ -70,8 +78,9 @@ def save_onnx(model_proto: Any, path: str | Path) -> Path:
 
 
 def export_onnx(model: torch.nn.Module, info: OnnxModelInfo, path: str | Path) -> Path:
-    """Export, attach metadata, check, save. Returns the written path."""
-    proto = torch_to_onnx(model, info.input_shape)
+    """Export `model` behind its in-graph preprocessing (info.preprocess), attach metadata, check, save."""
+    in_graph = split_for_graph(info.preprocess)[1]
+    proto = torch_to_onnx(pixel_classifier(model, info.preprocess), in_graph.source_channels, in_graph.source_size)
     set_metadata(proto, info)
     check_onnx(proto)
     return save_onnx(proto, path)

@@ -20,11 +20,11 @@ from cnnsweep.atomic import atomic_path
 from cnnsweep.checkpoint import LoadedModel, load_model_from_checkpoint
 from cnnsweep.config import config_to_dict
 from cnnsweep.engine.calibration import calibration_summary, fit_temperature
-from cnnsweep.export.errors import ExportError
+from cnnsweep.errors import ExportError
 from cnnsweep.export.metadata import OnnxModelInfo
-from cnnsweep.export.onnx_export import export_onnx
+from cnnsweep.export.onnx_export import export_onnx, pixel_classifier
 from cnnsweep.export.quantize import quantize_int8
-from cnnsweep.export.runtime import create_session, onnx_accuracy
+from cnnsweep.export.runner import OnnxRunner
 from cnnsweep.export.sources import BEST_DIR, MODEL_FILE, resolve_sources
 from cnnsweep.export.verify import ATOL, BATCH_SIZES, verify_session
 from cnnsweep import metrics as M
@@ -65,6 +65,11 @@ def normalized(lm: LoadedModel, images: torch.Tensor) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, *lm.preprocess.input_shape), np.float32)
 
 
+def nhwc(images: torch.Tensor) -> np.ndarray:
+    """A split's uint8 N x C x H x W -> the uint8 N x H x W x C pixels an exported graph reads."""
+    return images.permute(0, 2, 3, 1).contiguous().numpy()
+
+
 def load_export_data(lm: LoadedModel, data_root: Optional[str] = None):
     """The dataset the model was trained on (same config, so the same validation split)."""
     from cnnsweep.data import load_dataset
@@ -103,21 +108,11 @@ def _calibration_subset(images: torch.Tensor, n: int) -> torch.Tensor:
     return images[torch.randperm(len(images), generator=gen)[:n]]
 
 
-def split_accuracy(session, lm: LoadedModel, split) -> float:
-    """Top-1 accuracy of an ONNX model on a whole split, preprocessed chunk by chunk (bounded memory)."""
-    correct = 0
-    for i in range(0, len(split.images), PREPROCESS_CHUNK):
-        x = normalized(lm, split.images[i:i + PREPROCESS_CHUNK])
-        y = split.labels[i:i + PREPROCESS_CHUNK].numpy()
-        correct += round(onnx_accuracy(session, x, y) * len(y))
-    return correct / max(1, len(split.images))
-
-
-def _quantize_and_compare(lm, fp32_path: Path, int8_path: Path, dataset, num_calibration: int) -> dict[str, Any]:
-    calib = normalized(lm, _calibration_subset(dataset.train.images, num_calibration))
+def _quantize_and_compare(fp32_path: Path, int8_path: Path, dataset, num_calibration: int) -> dict[str, Any]:
+    calib = nhwc(_calibration_subset(dataset.train.images, num_calibration))
     quantize_int8(fp32_path, int8_path, calib)
-    acc32 = split_accuracy(create_session(fp32_path), lm, dataset.valid)
-    acc8 = split_accuracy(create_session(int8_path), lm, dataset.valid)
+    acc32 = OnnxRunner.load(fp32_path).accuracy(dataset.valid)
+    acc8 = OnnxRunner.load(int8_path).accuracy(dataset.valid)
     return {"onnx": str(int8_path), "size_bytes": int8_path.stat().st_size, "val_acc_fp32": acc32,
             "val_acc_int8": acc8, "accuracy_drop_points": round(100 * (acc32 - acc8), 3),
             "num_val": len(dataset.valid.images), "num_calibration": len(calib)}
@@ -144,8 +139,9 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, int8: bool 
     calibration = fit_export_temperature(lm, dataset.valid)
     with atomic_path(out) as staged:
         export_onnx(lm.model, dataclasses.replace(build_info(lm), temperature=calibration["temperature"]), staged)
-        valid = dataset.valid.images[:sum(BATCH_SIZES)]
-        verification = verify_session(create_session(staged), lm.model, normalized(lm, valid), atol=atol)
+        valid = nhwc(dataset.valid.images[:sum(BATCH_SIZES)])
+        module = pixel_classifier(lm.model, lm.preprocess)  # torch: the training preprocessing + model
+        verification = verify_session(OnnxRunner.load(staged), module, valid, atol=atol)
         report = ExportReport(str(lm.path), str(out), staged.stat().st_size, verification.to_dict(),
                               lm.metrics.get(M.VAL_ACC), notes=list(dataset.notes), calibration=calibration)
         if not verification.ok:  # a model that does not reproduce must not be served by accident
@@ -153,7 +149,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, int8: bool 
             raise ExportError(verification.failure_message(), report)
         if int8:
             with atomic_path(int8_path(out)) as staged8:
-                report.int8 = _quantize_and_compare(lm, staged, staged8, dataset, num_calibration)
+                report.int8 = _quantize_and_compare(staged, staged8, dataset, num_calibration)
             report.int8["onnx"] = str(int8_path(out))
     report.seconds = time.perf_counter() - start
     return report

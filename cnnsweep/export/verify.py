@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from cnnsweep.export.errors import ExportError
-from cnnsweep.export.runtime import run_logits
+from cnnsweep.errors import ExportError
 
 BATCH_SIZES = (1, 7, 64)  # 1 and an odd size catch batch-dim bugs; 64 is a typical serving batch
 ATOL = 1e-4  # max |logit difference| tolerated for fp32
@@ -60,9 +59,10 @@ def _torch_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     return model(torch.from_numpy(x)).float().numpy()  # fp32 on CPU: the reference, no autocast
 
 
-def verify_session(session, model: torch.nn.Module, images: np.ndarray, batch_sizes=BATCH_SIZES,
+def verify_session(runner, model: torch.nn.Module, images: np.ndarray, batch_sizes=BATCH_SIZES,
                    atol: float = ATOL) -> VerifyReport:
-    """Compare logits on distinct slices of `images` (float32 N x C x H x W, normalized)."""
+    """Compare an OnnxRunner with the PyTorch module it was exported from (`pixel_classifier`: the
+    training preprocessing and the network) on distinct slices of uint8 N x H x W x C `images`."""
     if len(images) == 0:
         raise ExportError("verification: the validation split is empty")
     model = model.to("cpu").eval()
@@ -70,7 +70,7 @@ def verify_session(session, model: torch.nn.Module, images: np.ndarray, batch_si
     for n in batch_sizes:
         x = take_wrapped(images, start, n)
         start += n
-        report.checks.append(compare_batch(_torch_logits(model, x), run_logits(session, x), n))
+        report.checks.append(compare_batch(_torch_logits(model, x), runner.logits(x), n))
     return report
 
 

@@ -5,7 +5,7 @@ No Ray here (cnnsweep.distributed.predict runs the same `predict_chunk` as Ray t
 run (chunks -> rows through the serving preprocessing), writer (rows -> CSV).
 """
 
-from cnnsweep.predict.errors import PredictError
+from cnnsweep.errors import PredictError
 from cnnsweep.predict.inputs import Chunk, InputSet, resolve_inputs
 from cnnsweep.predict.model import Predictor, load_predictor, resolve_model
 from cnnsweep.predict.run import PredictSummary, predict, predict_chunk

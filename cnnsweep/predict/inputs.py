@@ -18,8 +18,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from cnnsweep.data.decode import open_file
-from cnnsweep.data.errors import DataError
-from cnnsweep.predict.errors import PredictError
+from cnnsweep.errors import DataError
+from cnnsweep.errors import PredictError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pbm", ".pnm")  # what serving decodes
 SPLITS = ("train", "valid", "test")

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from cnnsweep.export import ExportError, load_session
+from cnnsweep.export import ExportError, OnnxRunner
 from cnnsweep.export.sources import BEST_DIR, MODEL_FILE, is_sweep_dir
-from cnnsweep.predict.errors import PredictError
+from cnnsweep.errors import PredictError
 from cnnsweep.serving.model import ServedModel
 
 
 @dataclass
 class Predictor:
-    model: ServedModel  # session + metadata + the serving preprocessing (prepare_pixels)
+    model: ServedModel  # what `cnnsweep serve` would run for the same file
     exported_from: Optional[str] = None  # the checkpoint/run/sweep when exported on the fly
 
 
@@ -42,8 +42,8 @@ def resolve_model(path: str | Path, workdir: str | Path) -> tuple[Path, Optional
 
 
 def load_predictor(onnx_path: str | Path, num_threads: Optional[int] = None, device: str = "cpu") -> Predictor:
-    try:  # load_session: no external data, metadata checked against the graph, ORT errors as one line
-        session, info = load_session(onnx_path, num_threads=num_threads, device=device)
+    try:  # no external data, metadata checked against the graph, ORT errors as one line
+        runner = OnnxRunner.load(onnx_path, num_threads=num_threads, device=device)
     except ExportError as err:
         raise PredictError(str(err)) from None
-    return Predictor(ServedModel(Path(onnx_path).stem, Path(onnx_path), info, session))
+    return Predictor(ServedModel(Path(onnx_path).stem, Path(onnx_path), runner))

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
-import torch
 
-from cnnsweep.predict.errors import PredictError
+from cnnsweep.errors import PredictError
 from cnnsweep.predict.inputs import Chunk, InputSet
 from cnnsweep.predict.model import Predictor
 from cnnsweep.predict.writer import write_rows
-from cnnsweep.serving.errors import HttpError
+from cnnsweep.serving.http_error import HttpError
 from cnnsweep.serving.images import decode_image
 
 MAX_PIXELS = 4096 * 4096  # decoded image limit (decompression bombs), pixels
@@ -48,26 +47,27 @@ class ChunkResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
+def _softmax(z: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / temperature): the export's fitted temperature, so `prob` is calibrated."""
+    z = z.astype(np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(axis=1, keepdims=True)
 
 
-def _decode(chunk: Chunk, predictor: Predictor, skip_bad: bool) -> tuple[np.ndarray, list[int], list[dict]]:
-    """A chunk -> normalized float32 model input (the server's decoding and preprocessing), the positions
-    of the images it holds, and the images skipped. A bad image ends the run unless `skip_bad`."""
-    served = predictor.model
-    if chunk.images is not None:
-        with torch.inference_mode():
-            x = served.info.preprocess(torch.from_numpy(np.ascontiguousarray(chunk.images))).numpy()
-        return x, list(range(len(x))), []
+def _decode(chunk: Chunk, skip_bad: bool) -> tuple[list[np.ndarray], list[int], list[dict]]:
+    """A chunk -> raw uint8 pixel arrays (N x H x W x C, decoded as the server decodes uploads), the
+    positions of the images they hold, and the images skipped. A bad image ends the run unless `skip_bad`."""
+    if chunk.images is not None:  # a dataset split: uint8 N x C x H x W
+        x = np.ascontiguousarray(np.asarray(chunk.images).transpose(0, 2, 3, 1))
+        return [x], list(range(len(x))), []
     parts, kept, skipped = [], [], []
     for i, (id_, data) in enumerate(zip(chunk.ids, chunk.encoded or [])):
         reason = chunk.read_errors.get(i)
         if reason is None:
             try:
-                parts.append(served.prepare_pixels(decode_image(data, MAX_PIXELS)))
+                pixels = decode_image(data, MAX_PIXELS)
+                parts.append((pixels[..., None] if pixels.ndim == 2 else pixels)[None])
                 kept.append(i)
                 continue
             except HttpError as err:
@@ -75,7 +75,7 @@ def _decode(chunk: Chunk, predictor: Predictor, skip_bad: bool) -> tuple[np.ndar
         if not skip_bad:
             raise PredictError(f"{id_}: {reason} (--skip-bad leaves such files out)")
         skipped.append({"id": id_, "error": reason})
-    return (np.concatenate(parts) if parts else np.zeros((0, *served.info.input_shape), np.float32)), kept, skipped
+    return parts, kept, skipped
 
 
 def _rows(ids: list[str], probs: np.ndarray, names: list[str], top_k: int, labels) -> list[dict]:
@@ -96,10 +96,10 @@ def _rows(ids: list[str], probs: np.ndarray, names: list[str], top_k: int, label
 def predict_chunk(predictor: Predictor, chunk: Chunk, top_k: int = 1, batch_size: int = BATCH_SIZE,
                   skip_bad: bool = False) -> ChunkResult:
     """One chunk -> its CSV rows (what each Ray task runs too)."""
-    x, kept, skipped = _decode(chunk, predictor, skip_bad)
+    pixels, kept, skipped = _decode(chunk, skip_bad)
     if not kept:
         return ChunkResult([], skipped)
-    probs = np.concatenate([_softmax(predictor.model.run(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+    probs = _softmax(predictor.model.runner.logits_of(pixels, batch_size), predictor.model.info.temperature)
     labels = None if chunk.labels is None else chunk.labels[kept]
     ids = [chunk.ids[i] for i in kept]
     return ChunkResult(_rows(ids, probs, predictor.model.info.class_names, top_k, labels), skipped)

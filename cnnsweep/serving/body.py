@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from starlette.requests import ClientDisconnect, Request
 
-from cnnsweep.serving.errors import HttpError, bad_request
+from cnnsweep.serving.http_error import HttpError, bad_request
 
 _DEPTH_STEP = np.zeros(256, np.int8)  # byte -> +1 for [ and {, -1 for ] and }, 0 otherwise
 _DEPTH_STEP[list(b"[{")] = 1

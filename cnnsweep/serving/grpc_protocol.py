@@ -3,8 +3,7 @@ in, tensors out, protobuf messages from `tritonclient.grpc.service_pb2`. No Ray,
 parsing, checks and answers only (`grpc_service` runs them for a hub).
 
 The same rules as the REST protocol (`protocol`), through the same checks:
-  one input, "input" FP32 [N, C, H, W] (normalized) or "image" UINT8 [N, H, W, C] (raw pixels,
-  preprocessed by the model's training-time `Preprocess`, the code path of the HTTP app);
+  one input, the model file's own: "image" UINT8 [N, H, W, C] raw pixels (the graph preprocesses);
   values in `raw_input_contents[0]` (what tritonclient sends) or in `contents`;
   outputs "logits" (default) and "probabilities" as little-endian FP32 in `raw_output_contents`,
   or, with parameters.classification = k, Triton's BYTES "score:index:label" top k.
@@ -19,9 +18,9 @@ import grpc
 import numpy as np
 from cnnsweep.serving.grpc_messages import pb
 
-from cnnsweep.serving.errors import HttpError
+from cnnsweep.serving.http_error import HttpError
 from cnnsweep.serving.model import VERSION, ServedModel
-from cnnsweep.serving.protocol import check_input_name, check_tensor_header, tensor_to_model_input
+from cnnsweep.serving.protocol import check_input_name, check_tensor_header, pixel_input
 from cnnsweep.serving.responses import OUTPUT, bytes_tensor, classification_k, classify, output_values
 from cnnsweep.serving.settings import ServeSettings
 
@@ -77,11 +76,11 @@ def _raw_values(req: pb.ModelInferRequest, dtype: np.dtype, count: int) -> np.nd
 
 
 def _typed_values(contents: pb.InferTensorContents, dtype: np.dtype, count: int) -> np.ndarray:
-    """`contents.fp32_contents` (FP32) or `contents.uint_contents` (UINT8, one uint32 per value)."""
-    values = np.asarray(contents.fp32_contents if dtype.kind == "f" else contents.uint_contents)
+    """`contents.uint_contents` (UINT8: one uint32 per value, as the protocol sends them)."""
+    values = np.asarray(contents.uint_contents)
     if values.size != count:
         raise HttpError(400, f"contents has {values.size} values but the shape needs {count}")
-    if dtype.kind == "u" and values.size and values.max() > 255:
+    if values.size and values.max() > 255:
         raise HttpError(400, "UINT8 contents must be whole numbers 0..255")
     return values.astype(dtype)
 
@@ -102,9 +101,9 @@ def decode_input(req: pb.ModelInferRequest, max_values: int) -> np.ndarray:
 
 
 def model_input(req: pb.ModelInferRequest, model: ServedModel, settings: ServeSettings) -> np.ndarray:
-    """The request's tensor as normalized float32 N x C x H x W, with the checks of the REST protocol."""
+    """The request's tensor as uint8 N x H x W x C pixels, with the checks of the REST protocol."""
     try:
-        return tensor_to_model_input(decode_input(req, settings.max_body_bytes), model, settings)
+        return pixel_input(decode_input(req, settings.max_body_bytes), settings)
     except HttpError as err:
         raise GrpcError.from_http(err) from None
 
@@ -113,7 +112,7 @@ def model_input(req: pb.ModelInferRequest, model: ServedModel, settings: ServeSe
 
 
 def _output(name: str, params: dict, logits: np.ndarray, model: ServedModel) -> tuple[pb.ModelInferResponse.InferOutputTensor, bytes]:
-    tensor = output_values(name, logits)
+    tensor = output_values(name, logits, model.info.temperature)
     k = classification_k(params, model.info.num_classes)
     if k is None:
         meta = pb.ModelInferResponse.InferOutputTensor(name=name, datatype="FP32", shape=tensor.shape)

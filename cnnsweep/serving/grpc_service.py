@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 import grpc
 
 from cnnsweep.serving import grpc_protocol as gp
-from cnnsweep.serving.http_app import INLINE_BODY_BYTES, Hub
+from cnnsweep.serving.http_app import INLINE_BODY_BYTES, Hub, bounded_infer
 
 # The methods a deployment exposes, named as the gRPC service names them (Ray Serve routes
 # /inference.GRPCInferenceService/<Method> to the deployment method of the same name).
@@ -46,10 +46,10 @@ class GrpcService:
         model = gp.find_model(self.hub.models, request.model_name, request.model_version)
         if sum(len(raw) for raw in request.raw_input_contents) <= INLINE_BODY_BYTES:
             x = gp.model_input(request, model, self.hub.settings)  # one 32 x 32 image: ~50 us, inline
-        else:  # a large batch of raw pixels: resize/normalize in a thread, at most `heavy` at once
+        else:  # a large batch of raw pixels: decode and check it in a thread, at most `heavy` at once
             async with self.heavy:
                 x = await asyncio.to_thread(gp.model_input, request, model, self.hub.settings)
-        return gp.infer_response(request, model, await self.hub.infer(model.name, x))
+        return gp.infer_response(request, model, await bounded_infer(self.hub, model, x, self.heavy))
 
     async def model_metadata(self, request) -> Any:
         return gp.metadata_response(gp.find_model(self.hub.models, request.name, request.version))

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from cnnsweep.serving.body import read_body
-from cnnsweep.serving.errors import HttpError, bad_request
+from cnnsweep.serving.http_error import HttpError, bad_request
 from cnnsweep.serving.images import IMAGE_CONTENT_TYPES, load_pixels, open_image
 from cnnsweep.serving.model import VERSION, ServedModel
 from cnnsweep.serving.protocol import HEADER_LENGTH, InferRequest, model_input, parse_infer_request
@@ -65,11 +65,8 @@ class Hub(Protocol):
     settings: ServeSettings
     models: dict[str, ServedModel]
 
-    async def infer(self, name: str, x: np.ndarray) -> np.ndarray: ...
-
-    async def infer_pixels(self, name: str, pixels: np.ndarray) -> np.ndarray:
-        """One upload decoded at the model's native size (uint8 `native_pixels_shape`) -> logits 1 x K,
-        preprocessed together with the other requests of its batch."""
+    async def infer(self, name: str, pixels: np.ndarray) -> np.ndarray:
+        """uint8 N x H x W x C raw pixels -> logits N x K, batched with concurrent requests."""
         ...
 
 
@@ -111,19 +108,43 @@ async def read_upload(request: Request, settings: ServeSettings) -> bytes:
     return await upload.read()
 
 
+def held_until_answered(model: ServedModel, pixels_per_image: int) -> bool:
+    """Whether images of this size keep a `heavy` slot until their logits are back: above INLINE_PIXELS
+    and above the model's own input size, their raw pixels and their resize to the model's size (~20
+    bytes per pixel, in the batch's inference) would otherwise be bounded only by max_ongoing_requests
+    (ServeSettings.worst_case_bytes counts them in the heavy slots). Smaller images cost no more than
+    the model input itself and are batched freely."""
+    _, h, w = model.info.input_shape
+    return pixels_per_image > max(INLINE_PIXELS, h * w)
+
+
+async def bounded_infer(hub: Hub, model: ServedModel, pixels: np.ndarray, heavy: asyncio.Semaphore) -> np.ndarray:
+    """hub.infer on uint8 N x H x W x C pixels, holding a `heavy` slot meanwhile for large images."""
+    if not held_until_answered(model, pixels.shape[1] * pixels.shape[2]):
+        return await hub.infer(model.name, pixels)
+    async with heavy:
+        return await hub.infer(model.name, pixels)
+
+
 async def upload_logits(hub: Hub, model: ServedModel, data: bytes, heavy: asyncio.Semaphore) -> np.ndarray:
-    """Upload bytes -> logits 1 x K. Small images are decoded on the event loop; those of the model's
-    native size are preprocessed with the rest of their batch, others one by one; large images are
-    decoded and resized off the event loop, at most `heavy` at once (~20 bytes per pixel each)."""
+    """Upload bytes -> logits 1 x K. Small images are decoded on the event loop, large ones off it, at
+    most `heavy` at once (~20 bytes per pixel each), and those larger than the model's input keep their
+    slot through inference (`held_until_answered`); the model file preprocesses, in one run per image
+    size of the batch."""
     img = open_image(data, hub.settings.max_image_pixels)  # header only: cheap, rejects bombs before decoding
-    if img.size[0] * img.size[1] > INLINE_PIXELS:
-        async with heavy:
-            x = await run_in_threadpool(lambda: model.prepare_pixels(load_pixels(img)))
-        return await hub.infer(model.name, x)
-    pixels = load_pixels(img)
-    if pixels.shape == model.native_pixels_shape:
-        return await hub.infer_pixels(model.name, pixels)
-    return await hub.infer(model.name, model.prepare_pixels(pixels))
+    n = img.size[0] * img.size[1]
+    if n <= INLINE_PIXELS:
+        return await hub.infer(model.name, as_batch(load_pixels(img)))
+    async with heavy:
+        pixels = await run_in_threadpool(load_pixels, img)
+        if held_until_answered(model, n):
+            return await hub.infer(model.name, as_batch(pixels))
+    return await hub.infer(model.name, as_batch(pixels))
+
+
+def as_batch(pixels: np.ndarray) -> np.ndarray:
+    """A decoded H x W (gray) or H x W x C image -> 1 x H x W x C."""
+    return (pixels[..., None] if pixels.ndim == 2 else pixels)[None]
 
 
 def decode_infer(body: bytes, header_length: Optional[str], model: ServedModel,
@@ -253,7 +274,7 @@ def add_infer_routes(app: FastAPI, hub: Hub, heavy: asyncio.Semaphore) -> None:
         else:  # JSON of 8 MiB takes ~0.66 s to parse: keep the event loop free, and bound the memory
             async with heavy:
                 req, x = await run_in_threadpool(decode_infer, body, header_length, model, settings)
-        content, header_length = infer_response(req, model, await hub.infer(name, x))
+        content, header_length = infer_response(req, model, await bounded_infer(hub, model, x, heavy))
         if header_length is None:
             return Response(content, media_type="application/json")
         return Response(content, media_type="application/octet-stream",
@@ -273,4 +294,5 @@ async def predict_upload(hub: Hub, name: str, request: Request, k: Optional[int]
     data = await read_upload(request, hub.settings)
     logits = await upload_logits(hub, model, data, heavy)
     k = min(k or hub.settings.top_k, model.info.num_classes)
-    return {"model_name": name, "model_version": VERSION, "predictions": top_k(logits[0], k, model.info.class_names)}
+    return {"model_name": name, "model_version": VERSION, "predictions": top_k(logits[0], k, model.info.class_names,
+                                                                               model.info.temperature)}

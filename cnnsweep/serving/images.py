@@ -14,8 +14,8 @@ from PIL import Image
 
 from cnnsweep.data.decode import ImageTooLarge, load_image
 from cnnsweep.data.decode import open_image as open_checked
-from cnnsweep.data.errors import DataError
-from cnnsweep.serving.errors import HttpError, bad_request
+from cnnsweep.errors import DataError
+from cnnsweep.serving.http_error import HttpError, bad_request
 
 FORMATS = ("PNG", "JPEG", "PPM")  # PPM covers the P1-P6 netpbm family GTSRB's originals come in
 IMAGE_CONTENT_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/x-portable-pixmap",

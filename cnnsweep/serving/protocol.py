@@ -4,9 +4,9 @@ Supported: JSON tensors (flat or nested `data`), Triton's binary tensor extensio
 (`Inference-Header-Content-Length`; inputs with `binary_data_size`, outputs with `binary_data`),
 and Triton's classification extension (`"parameters": {"classification": k}` on an output ->
 BYTES [N, k] of "score:index:label", score = the raw logit like Triton).
-Inputs: exactly one tensor, dispatched on datatype:
-  FP32  [N, C, H, W]  the normalized model input (what `Preprocess` produces)
-  UINT8 [N, H, W, C]  raw pixels (any size, C in 1/3/4), preprocessed here by the training code
+Input: exactly one tensor, the model file's own: `image`, UINT8 [N, H, W, C] raw pixels (any size,
+C in 1/3/4); `export.OnnxRunner` resizes other sizes to the model's with the training code, and the
+graph converts, equalizes and normalizes them as in training.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from typing import Any, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from cnnsweep.export.metadata import INPUT_NAME
 from cnnsweep.serving.body import declared_int, parse_json
-from cnnsweep.serving.errors import HttpError, bad_request
+from cnnsweep.serving.http_error import HttpError, bad_request
 from cnnsweep.serving.model import ServedModel
 from cnnsweep.serving.settings import ServeSettings
 
 HEADER_LENGTH = "inference-header-content-length"
-DTYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
-INPUT_NAMES = ("input", "image")  # FP32 normalized, UINT8 raw pixels
-MAX_DIMS = 4  # N x C x H x W or N x H x W x C (N x H x W gray): numpy itself fails above 64 dims
+DTYPES = {"UINT8": np.dtype("u1")}  # the model file's own input: raw pixels
+INPUT_NAMES = (INPUT_NAME,)
+MAX_DIMS = 4  # N x H x W x C (N x H x W gray): numpy itself fails above 64 dims
 INT64_MAX = 2 ** 63 - 1  # the protocol's dimensions are int64 (gRPC's shape field is one)
 
 
@@ -103,8 +104,8 @@ def check_tensor_header(name: str, datatype: str, shape: list[int], max_values: 
     """(numpy dtype, number of values) of a declared input tensor; shared by the REST and gRPC protocols."""
     dtype = DTYPES.get(datatype)
     if dtype is None:
-        raise bad_request(f"input {name!r}: datatype {datatype!r} is not supported; send FP32 "
-                          f"[N, C, H, W] (normalized) or UINT8 [N, H, W, C] (raw pixels)")
+        raise bad_request(f"input {name!r}: datatype {datatype!r} is not supported; send UINT8 "
+                          f"[N, H, W, C] raw pixels (the model file does the preprocessing)")
     if not 1 <= len(shape) <= MAX_DIMS:
         raise bad_request(f"input {name!r}: shape has {len(shape)} dimensions; expected 3 or 4")
     if any(d < 0 for d in shape):
@@ -118,7 +119,7 @@ def check_tensor_header(name: str, datatype: str, shape: list[int], max_values: 
 
 
 def decode_tensor(inp: InferInput, tail: bytes, max_values: int) -> np.ndarray:
-    """The input's values as an array of its declared shape (FP32 or UINT8 only)."""
+    """The input's values as an array of its declared shape (UINT8 only)."""
     dtype, count = check_tensor_header(inp.name, inp.datatype, inp.shape, max_values)
     params = inp.parameters or {}
     if "binary_data_size" in params:
@@ -140,37 +141,19 @@ def _check_batch(n: int, limit: int) -> None:
 
 
 def model_input(req: InferRequest, tail: bytes, model: ServedModel, settings: ServeSettings) -> np.ndarray:
-    """The request's tensor as normalized float32 N x C x H x W, checked against the model and limits."""
+    """The request's tensor as uint8 N x H x W x C pixels, checked against the model and limits."""
     inp = req.inputs[0]
     check_input_name(inp.name)
-    return tensor_to_model_input(decode_tensor(inp, tail, settings.max_body_bytes), model, settings)
+    return pixel_input(decode_tensor(inp, tail, settings.max_body_bytes), settings)
 
 
 def check_input_name(name: str) -> None:
     if name not in INPUT_NAMES:
-        raise bad_request(f"unknown input {name!r}; this model takes 'input' (FP32 [N,C,H,W]) "
-                          f"or 'image' (UINT8 [N,H,W,C])")
+        raise bad_request(f"unknown input {name!r}; this model takes {INPUT_NAME!r} (UINT8 [N,H,W,C] raw pixels)")
 
 
-def tensor_to_model_input(x: np.ndarray, model: ServedModel, settings: ServeSettings) -> np.ndarray:
-    """A decoded FP32 or UINT8 tensor -> normalized float32 N x C x H x W (UINT8 through `Preprocess`)."""
-    if x.dtype == np.float32:
-        return _fp32_input(x, model, settings)
-    return _uint8_input(x, model, settings)
-
-
-def _fp32_input(x: np.ndarray, model: ServedModel, settings: ServeSettings) -> np.ndarray:
-    expected = model.info.input_shape
-    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-        raise bad_request(f"FP32 input must have shape [N, {', '.join(map(str, expected))}] "
-                          f"(normalized N x C x H x W); got {list(x.shape)}")
-    _check_batch(len(x), settings.max_batch_size)
-    if not np.isfinite(x).all():
-        raise bad_request("FP32 input contains NaN or Inf")
-    return np.ascontiguousarray(x)
-
-
-def _uint8_input(x: np.ndarray, model: ServedModel, settings: ServeSettings) -> np.ndarray:
+def pixel_input(x: np.ndarray, settings: ServeSettings) -> np.ndarray:
+    """A decoded UINT8 tensor -> N x H x W x C pixels (C in 1, 3, 4; N x H x W reads as gray)."""
     if x.ndim == 3:
         x = x[..., None]  # N x H x W gray
     if x.ndim != 4 or x.shape[-1] not in (1, 3, 4) or min(x.shape[1:3]) < 1:
@@ -179,4 +162,4 @@ def _uint8_input(x: np.ndarray, model: ServedModel, settings: ServeSettings) -> 
     if x.shape[1] * x.shape[2] > settings.max_image_pixels:
         raise HttpError(413, f"images are {x.shape[2]}x{x.shape[1]} pixels; the limit is "
                              f"{settings.max_image_pixels:,} per image")
-    return model.prepare_pixels(x)
+    return np.ascontiguousarray(x)

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from cnnsweep.serving.errors import bad_request
+from cnnsweep.serving.http_error import bad_request
 from cnnsweep.serving.model import VERSION, ServedModel
 from cnnsweep.serving.protocol import InferRequest, RequestedOutput
 
@@ -25,18 +25,20 @@ def classification_k(params: dict[str, Any], num_classes: int) -> Optional[int]:
     return min(k, num_classes)  # like Triton: asking for more classes than exist returns them all
 
 
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    """N x K logits -> N x K float32 softmax (computed in float64: the same numbers as `top_k`)."""
-    z = logits.astype(np.float64)
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """N x K logits -> N x K float32 softmax(logits / temperature) (float64 inside: the numbers of
+    `top_k`); the temperature is the one fitted at export (model metadata), so scores are calibrated."""
+    z = logits.astype(np.float64) / temperature
     p = np.exp(z - z.max(axis=1, keepdims=True))
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def output_values(name: str, logits: np.ndarray) -> np.ndarray:
-    """The values of output `name` ("logits" or "probabilities"); 400 for any other name."""
+def output_values(name: str, logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """The values of output `name` ("logits": the graph's raw output, or calibrated "probabilities");
+    400 for any other name."""
     if name not in OUTPUTS:
         raise bad_request(f"unknown output {name!r}; this model has {list(OUTPUTS)}")
-    return logits if name == OUTPUT else probabilities(logits)
+    return logits if name == OUTPUT else probabilities(logits, temperature)
 
 
 def classify(logits: np.ndarray, k: int, class_names: list[str]) -> np.ndarray:
@@ -58,7 +60,7 @@ def bytes_tensor(values: np.ndarray) -> bytes:
 def _output(spec: RequestedOutput, logits: np.ndarray, model: ServedModel, binary_default: bool):
     """(JSON entry, binary payload or None) for one requested output."""
     params = spec.parameters or {}
-    tensor = output_values(spec.name, logits)
+    tensor = output_values(spec.name, logits, model.info.temperature)
     binary = params.get("binary_data", binary_default)
     if not isinstance(binary, bool):
         raise bad_request(f"parameters.binary_data must be true or false, got {binary!r}")
@@ -102,9 +104,9 @@ def infer_response(req: InferRequest, model: ServedModel, logits: np.ndarray) ->
     return header + b"".join(payloads), len(header)
 
 
-def top_k(logits: np.ndarray, k: int, class_names: list[str]) -> list[dict[str, Any]]:
-    """One image's logits -> [{label, index, score}] with softmax probabilities, best first."""
-    z = logits.astype(np.float64)
+def top_k(logits: np.ndarray, k: int, class_names: list[str], temperature: float = 1.0) -> list[dict[str, Any]]:
+    """One image's logits -> [{label, index, score}] with calibrated probabilities, best first."""
+    z = logits.astype(np.float64) / temperature
     p = np.exp(z - z.max())
     p /= p.sum()
     idx = np.argsort(-p, kind="stable")[:k]

@@ -271,7 +271,7 @@ def _check_path(path: str, where: str) -> None:
     section = path.split(".")[0]
     near = sorted(p for p in LEAF_PATHS if p.startswith(section + "."))
     hint = f"; {section} has: {', '.join(p.split('.', 1)[1] for p in near)}" if near else \
-        f"; sections: data, augment, model, optim, sched, train, scaling"
+        "; sections: data, augment, model, optim, sched, train, scaling"
     raise ConfigError(f"{where}: {path!r} is not a run-config path{hint}")
 
 

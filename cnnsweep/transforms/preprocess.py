@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -191,23 +190,6 @@ class Preprocess:
     def normalize_module(self) -> Normalize:
         return Normalize(self.mean, self.std)
 
-    def prepare_hwc(self, images: Any, device: torch.device | str | None = None) -> torch.Tensor:
-        """Raw uploads -> prepare()d uint8 N x input_shape.
-
-        `images`: uint8 numpy array or tensor, N x H x W x C, H x W x C or H x W, C in {1, 3, 4}, any size.
-        Alpha is dropped; gray/RGB are converted to what the model was trained on; then the same prepare.
-        """
-        t = _as_uint8_tensor(images)
-        if t.ndim == 2:
-            t = t[:, :, None]
-        if t.ndim == 3:
-            t = t[None]
-        if t.ndim != 4 or t.shape[-1] not in (1, 3, 4) or min(t.shape[1:3], default=0) < 1:
-            raise ValueError(f"image: expected H x W x C with C in {{1, 3, 4}}, got shape {tuple(t.shape)}")
-        t = t[..., :3]  # drops alpha (C=4); a no-op for 1 or 3 channels
-        x = t.permute(0, 3, 1, 2).to(device if device is not None else t.device).contiguous()
-        return self.prepare(x)
-
     # ------------------------------------------------------------------ serialization
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,16 +213,3 @@ class Preprocess:
                    grayscale=bool(d["grayscale"]), equalize=str(d["equalize"]),
                    clahe_clip=float(d["clahe_clip"]), clahe_grid=int(d["clahe_grid"]),
                    standardize=bool(d["normalize"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
-
-
-def _as_uint8_tensor(images: Any) -> torch.Tensor:
-    if isinstance(images, np.ndarray):
-        if images.dtype != np.uint8:
-            raise ValueError(f"image: expected uint8 pixels, got {images.dtype}")
-        # torch.from_numpy shares memory and warns on read-only buffers (e.g. np.frombuffer of an upload).
-        return torch.from_numpy(images if images.flags.writeable else images.copy())
-    if isinstance(images, torch.Tensor):
-        if images.dtype != torch.uint8:
-            raise ValueError(f"image: expected uint8 pixels, got {images.dtype}")
-        return images
-    raise ValueError(f"image: expected a uint8 numpy array or tensor, got {type(images).__name__}")

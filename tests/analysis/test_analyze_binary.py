@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnsweep.analysis.analyze import analyze_target
+from cnnsweep.analysis.run import analyze_target
 from cnnsweep.analysis.predictions import Predictions
 from cnnsweep.analysis.scores import summary_metrics
 from cnnsweep.config import validate_config

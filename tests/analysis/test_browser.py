@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from cnnsweep.analysis.analyze import analyze_target
+from cnnsweep.analysis.run import analyze_target
 
 pytestmark = pytest.mark.slow
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

@@ -87,7 +87,7 @@ def test_report_fits_on_validation_and_measures_on_the_split(tmp_path):
 
 @pytest.mark.slow
 def test_analyze_reports_calibration(digits_checkpoint, tmp_path):
-    from cnnsweep.analysis.analyze import analyze_target
+    from cnnsweep.analysis.run import analyze_target
 
     m = analyze_target(digits_checkpoint, split="valid", output=tmp_path, explain=False)
     c = json.loads((tmp_path / "metrics.json").read_text())["calibration"]

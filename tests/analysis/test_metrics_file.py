@@ -8,7 +8,7 @@ import json
 import pytest
 
 from cnnsweep.analysis import AnalysisError
-from cnnsweep.analysis.analyze import write_report
+from cnnsweep.analysis.run import write_report
 from cnnsweep.analysis.metrics_file import FORMAT_VERSION, METRICS_FILE, load_metrics, save_metrics
 
 

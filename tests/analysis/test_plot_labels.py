@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from cnnsweep.analysis.charts import balance_bars, confusion_heatmap, curves_with_spread

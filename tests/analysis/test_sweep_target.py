@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cnnsweep import metrics as M
-from cnnsweep.analysis.analyze import analyze_target
+from cnnsweep.analysis.run import analyze_target
 from cnnsweep.checkpoint import load_model_from_checkpoint
 from cnnsweep.config import apply_overrides, config_to_dict, save_config, validate_config
 from cnnsweep.data import load_dataset

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cnnsweep.analysis.analyze import analyze_target
+from cnnsweep.analysis.run import analyze_target
 from cnnsweep.analysis.metrics_file import load_metrics
 from cnnsweep.cli import app
 

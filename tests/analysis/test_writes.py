@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cnnsweep.analysis import charts, plotting
-from cnnsweep.analysis.analyze import write_report
+from cnnsweep.analysis.run import write_report
 from cnnsweep.analysis.html import write_page
 from cnnsweep.analysis.predictions import Predictions, save_predictions
 

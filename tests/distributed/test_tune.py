@@ -173,9 +173,11 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen, log: Path) -> N
 def test_resume_after_sigkill_keeps_finished_trials_and_continues_the_interrupted_one(tmp_path):
     epochs = 8  # ~1 s each: long enough to catch the second trial midway
     sweep = tmp_path / "sweep.yaml"
+    # Two trials, one at a time: the first finishes, the second is killed midway. No export or analysis at
+    # the end (three CLI runs would do them three times; test_a_sweep_whose_last_trial... covers them).
     sweep.write_text(json.dumps(TINY | {"train": TINY["train"] | {"epochs": epochs}, "search": {
-        "algorithm": "grid", "max_concurrent": 1, "scheduler": {"name": "fifo"},
-        "space": {"model.width": {"choice": [4, 6, 8]}}}}))
+        "algorithm": "grid", "max_concurrent": 1, "scheduler": {"name": "fifo"}, "export": False, "analyze": False,
+        "space": {"model.width": {"choice": [4, 6]}}}}))
     out = tmp_path / "sweep"
     log = tmp_path / "first.log"
     proc = _start_cli([str(sweep), "--output", str(out)], log)
@@ -202,7 +204,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_continues_the_interrupte
     assert len(done_rows) == epochs and done_checkpoints
 
     summary, board = _resume(sweep, out, tmp_path / "resume.log")
-    assert summary["trials"] == {"finished": 3, "stopped_early": 0, "errored": 0, "total": 3}, board
+    assert summary["trials"] == {"finished": 2, "stopped_early": 0, "errored": 0, "total": 2}, board
     # the finished trial did not run again: same Tune rows, same checkpoints
     assert _rows(out / "tune" / f"trial_{done}") == done_rows and _checkpoints(out, done) == done_checkpoints
     # The interrupted trial went on from its last checkpoint, not from scratch: Tune restarts it with an
@@ -212,7 +214,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_continues_the_interrupte
     assert [r["epoch"] for r in resumed] == list(range(epochs)), resumed
     assert resumed[registered["epoch"]]["train/seconds"] == registered["train/seconds"], (registered, resumed)
     assert all(r["epochs_done"] == r["epoch"] + 1 for r in resumed)
-    assert list(board["epochs"]) == [epochs] * 3 and board["checkpoint"].map(lambda c: Path(c).is_dir()).all()
+    assert list(board["epochs"]) == [epochs] * 2 and board["checkpoint"].map(lambda c: Path(c).is_dir()).all()
 
     # Tune may find a trial RUNNING whose Train run had finished every epoch before the kill reached its
     # workers (they are not in the CLI's process group). Force that case: the trial trains nothing more,
@@ -220,7 +222,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_continues_the_interrupte
     _set_status(out, midway, "RUNNING")
     midway_checkpoints = _checkpoints(out, midway)
     summary, board2 = _resume(sweep, out, tmp_path / "resume2.log")
-    assert summary["trials"] == {"finished": 3, "stopped_early": 0, "errored": 0, "total": 3}, board2
+    assert summary["trials"] == {"finished": 2, "stopped_early": 0, "errored": 0, "total": 2}, board2
     assert _checkpoints(out, midway) == midway_checkpoints  # nothing retrained
     assert [r["train/seconds"] for r in _rows(out / "tune" / f"trial_{midway}")] == [
         r["train/seconds"] for r in resumed]

@@ -10,7 +10,6 @@ the docs gain without an entry here fails `test_every_documented_command_is_run_
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re

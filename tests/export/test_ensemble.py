@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from cnnsweep.checkpoint import load_model_from_checkpoint
 from cnnsweep.data import load_dataset
-from cnnsweep.export import ExportError, create_session, read_metadata, run_logits
+from cnnsweep.export import ExportError, OnnxRunner, read_metadata
 from cnnsweep.export.ensemble import EnsembleError, Luma, MemberBranch, Ensemble, plan_shared
-from cnnsweep.export.ensemble_export import export_ensemble, shared_input, softmax, verify_ensemble
+from cnnsweep.export.ensemble_export import export_ensemble, softmax, verify_ensemble
 from cnnsweep.export.onnx_export import export_onnx
 from cnnsweep.transforms import Preprocess
 from cnnsweep.transforms.color import luma_uint8
@@ -48,7 +48,7 @@ def test_shared_path_holds_what_all_members_share():
     shared, to_gray = plan_shared([_pre(), _pre(grayscale=True), _pre(equalize="none")])
     assert not shared.grayscale and shared.in_channels == 3 and to_gray == [False, True, False]
     shared, _ = plan_shared([_pre(equalize="clahe"), _pre(equalize="clahe")])
-    assert shared.equalize == "clahe"  # shared: the server's own prepare runs CLAHE once for all
+    assert shared.equalize == "clahe"  # shared: the runner's CLAHE pre-step runs once for all
 
 
 @pytest.mark.parametrize("members, words", [
@@ -87,7 +87,7 @@ def test_one_file_verified_at_three_batch_sizes(exported):
     assert v["ok"] and v["atol"] == 1e-5 and [b["batch_size"] for b in v["batches"]] == [1, 7, 64]
     assert v["top1_agreement"] == 1.0 and v["max_abs_diff"] <= 1e-5
     proto = onnx.load(exported.onnx)
-    assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["logits"]
+    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["logits"]
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     # one self-contained file: nothing beside it but other .onnx exports (other tests share this sweep)
     folder = __import__("pathlib").Path(exported.onnx).parent
@@ -101,8 +101,7 @@ def test_onnx_probabilities_are_the_mean_of_each_members_own_pipeline(exported, 
     images = load_dataset(members[0].config.data).valid.images[100:113]  # 13: not a verified batch size
     with torch.inference_mode():
         want = np.mean([torch.softmax(lm.model(lm.preprocess(images)), 1).numpy() for lm in members], axis=0)
-    info = read_metadata(exported.onnx)
-    got = softmax(run_logits(create_session(exported.onnx), shared_input(info.preprocess, images)))
+    got = softmax(OnnxRunner.load(exported.onnx).split_logits(images))  # raw pixels into the graph
     assert np.abs(got - want).max() <= 1e-5 and (got.argmax(1) == want.argmax(1)).all()
 
 
@@ -143,7 +142,7 @@ def test_a_branch_with_the_wrong_grayscale_fails_verification(tiny_gtsrb_sweep, 
             b.luma = _ChannelMean()
     path = export_onnx(Ensemble(branches).eval(), OnnxModelInfo(members[0].class_names, shared), tmp_path / "bad.onnx")
     images = load_dataset(members[0].config.data).valid.images[:72]
-    report = verify_ensemble(create_session(path), members, shared, images)
+    report = verify_ensemble(OnnxRunner.load(path), members, images)
     assert not report.ok and report.max_abs_diff > 1e-5
 
 

@@ -16,9 +16,9 @@ from cnnsweep.checkpoint import load_model_from_checkpoint
 from cnnsweep.config import config_to_dict, validate_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import LocalHooks, fit
-from cnnsweep.export import (ExportError, create_session, export_checkpoint, read_metadata, run_logits,
-                             session_info, verify_session)
+from cnnsweep.export import ExportError, OnnxRunner, export_checkpoint, read_metadata, verify_session
 from cnnsweep.export import pipeline
+from cnnsweep.export.onnx_export import pixel_classifier
 
 pytestmark = pytest.mark.slow  # trains a (tiny) model once per module
 
@@ -48,9 +48,10 @@ def test_export_writes_one_self_contained_file_with_dynamic_batch(exported):
     assert folder == ["digits.onnx", "digits_int8.onnx"]  # no .data side files
     proto = onnx.load(exported.onnx)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
-    assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["logits"]
-    batch_dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
-    assert batch_dim.dim_param and not batch_dim.dim_value
+    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["logits"]
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    n, h, w, c = proto.graph.input[0].type.tensor_type.shape.dim  # raw pixels at the model's size, any batch
+    assert n.dim_param and not n.dim_value and (h.dim_value, w.dim_value, c.dim_value) == (8, 8, 1)
     onnx.checker.check_model(proto, full_check=True)
 
 
@@ -64,7 +65,7 @@ def test_metadata_round_trip(exported, checkpoint):
     assert info.metrics["val/acc"] == pytest.approx(lm.metrics["val/acc"])
     assert "train/loss" not in info.metrics
     assert info.precision == "fp32" and info.source == str(lm.path)
-    assert session_info(create_session(exported.onnx)).class_names == info.class_names  # via ORT, no onnx
+    assert OnnxRunner.load(exported.onnx).info.class_names == info.class_names
 
 
 def test_verification_reported_at_three_batch_sizes(exported):
@@ -76,11 +77,40 @@ def test_verification_reported_at_three_batch_sizes(exported):
 def test_onnx_matches_pytorch_on_unseen_batch_size(exported, checkpoint):
     lm = load_model_from_checkpoint(checkpoint)
     images = load_dataset(lm.config.data).valid.images[100:113]  # 13: not a verified size
-    x = lm.preprocess(images)
     with torch.inference_mode():
-        ref = lm.model(x).numpy()
-    got = run_logits(create_session(exported.onnx), x.numpy())
+        ref = lm.model(lm.preprocess(images)).numpy()  # the training code path
+    got = OnnxRunner.load(exported.onnx).logits(images.permute(0, 2, 3, 1).numpy())  # raw pixels in
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_bare_onnxruntime_on_raw_images_matches_cnnsweep_predict(exported, checkpoint, tmp_path):
+    """The file is the whole contract: plain ONNX Runtime (no cnnsweep code), fed decoded PNGs at the
+    model's size, gives exactly the probabilities `cnnsweep predict` writes for the same files."""
+    import csv
+
+    import onnxruntime as ort
+    from PIL import Image
+
+    from cnnsweep.cli.app import app
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (h, w) in enumerate([(8, 8)] * 4):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8), mode="L").save(paths[-1])
+    result = CliRunner().invoke(app, ["predict", exported.onnx, *map(str, paths), "-o", str(tmp_path / "p.csv"),
+                                      "--top-k", "10"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    session = ort.InferenceSession(exported.onnx, providers=["CPUExecutionProvider"])
+    temperature = float(session.get_modelmeta().custom_metadata_map["cnnsweep.temperature"])  # calibration
+    for path, row in zip(paths, rows):
+        pixels = np.asarray(Image.open(path))[None, :, :, None]  # 1 x H x W x 1 uint8, as decoded
+        logits = session.run(["logits"], {"image": pixels})[0][0].astype(np.float64) / temperature
+        probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert int(row["label"]) == int(probs.argmax())
+        got = {int(row[f"top{k}_label"]): float(row[f"top{k}_prob"]) for k in range(1, 11)}
+        assert got == {c: pytest.approx(float(p), abs=1e-6) for c, p in enumerate(probs)}
 
 
 def test_tampered_onnx_fails_verification(exported, checkpoint, tmp_path):
@@ -92,8 +122,8 @@ def test_tampered_onnx_fails_verification(exported, checkpoint, tmp_path):
     biggest.CopyFrom(onnx.numpy_helper.from_array(weights, biggest.name))
     onnx.save(proto, tmp_path / "tampered.onnx")
     lm = load_model_from_checkpoint(checkpoint)
-    x = lm.preprocess(load_dataset(lm.config.data).valid.images[:72]).numpy()
-    report = verify_session(create_session(tmp_path / "tampered.onnx"), lm.model, x)
+    x = load_dataset(lm.config.data).valid.images[:72].permute(0, 2, 3, 1).numpy()
+    report = verify_session(OnnxRunner.load(tmp_path / "tampered.onnx"), pixel_classifier(lm.model, lm.preprocess), x)
     assert not report.ok and report.max_abs_diff > 1e-4
     assert "does not reproduce PyTorch" in report.failure_message()
 

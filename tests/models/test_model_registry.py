@@ -8,7 +8,6 @@ import torch.nn as nn
 
 from cnnsweep.config import ModelConfig
 from cnnsweep.models import ModelError, build_model, create_model, list_models, model_args, register_model
-from cnnsweep.models import registry
 
 
 def test_list_models_names_every_family():

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cnnsweep.data import load_dataset
 from cnnsweep.config import DataConfig
-from cnnsweep.export import create_session, export_checkpoint, run_logits
+from cnnsweep.export import OnnxRunner, export_checkpoint
 from cnnsweep.export.ensemble_export import export_ensemble
 from cnnsweep.predict import PredictError, csv_columns, load_predictor, predict, resolve_inputs, resolve_model
 
@@ -41,11 +41,9 @@ def test_split_predictions_match_onnx_runtime_by_hand(ensemble_onnx, gtsrb_root,
     rows = _read(tmp_path / "p.csv")
     assert list(rows[0]) == csv_columns(1, with_truth=True) == ["id", "label", "class_name", "prob", "true_label"]
     assert len(rows) == len(valid.labels) == summary.num_images and rows[7]["id"] == "valid/7"
-    session = create_session(ensemble_onnx)
-    from cnnsweep.export import read_metadata
-    info = read_metadata(ensemble_onnx)
-    x = info.preprocess(valid.images[:500]).numpy()
-    want = run_logits(session, x).argmax(1)
+    runner = OnnxRunner.load(ensemble_onnx)
+    info = runner.info
+    want = runner.split_logits(valid.images[:500]).argmax(1)
     assert [int(r["label"]) for r in rows[:500]] == want.tolist()
     assert [int(r["true_label"]) for r in rows] == valid.labels.tolist()
     assert summary.accuracy == pytest.approx(np.mean([r["label"] == r["true_label"] for r in rows]))

@@ -2,6 +2,7 @@
 message limit, from the environment of the Ray processes, so they are set before the shared Ray
 instance starts (conftest files load at collection)."""
 
+import asyncio
 import os
 
 import pytest
@@ -18,20 +19,39 @@ os.environ.setdefault(GRPC_MAX_MESSAGE_ENV, str(GRPC_TEST_MAX_MESSAGE))
 
 
 class LocalHub:
-    """What the HTTP and gRPC apps need of a hub (settings, models, infer, infer_pixels), in this
-    process: the apps' own logic without Serve's replicas or batching."""
+    """What the HTTP and gRPC apps need of a hub (settings, models, infer), in this process: the apps'
+    own logic without Serve's replicas or batching."""
 
     def __init__(self, model):
         self.settings = build_settings({"models": [str(model.path)], "max_batch_size": 4})
         self.models = {model.name: model}
 
-    async def infer(self, name, x):
-        return self.models[name].run(x)
-
-    async def infer_pixels(self, name, pixels):
-        return self.models[name].run_pixels(pixels[None])
+    async def infer(self, name, pixels):
+        return self.models[name].run(pixels)
 
 
 @pytest.fixture(scope="module")
 def local_hub(tiny_onnx):
     return LocalHub(load_served_model(ModelSpec(path=str(tiny_onnx)), 1))
+
+
+class CountingHub(LocalHub):
+    """A LocalHub whose inference takes a while and records how many requests are inside it at once."""
+
+    def __init__(self, model, max_heavy: int):
+        super().__init__(model)
+        self.settings = self.settings.model_copy(update={"max_heavy_requests": max_heavy, "max_batch_size": 8})
+        self.now = self.most = 0
+
+    async def infer(self, name, pixels):
+        self.now += 1
+        self.most = max(self.most, self.now)
+        await asyncio.sleep(0.2)
+        self.now -= 1
+        return self.models[name].run(pixels)
+
+
+@pytest.fixture
+def counting_hub(local_hub):
+    """counting_hub(max_heavy) -> a CountingHub over the tiny model."""
+    return lambda max_heavy: CountingHub(local_hub.models["tiny"], max_heavy)

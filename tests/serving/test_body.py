@@ -9,7 +9,7 @@ import pytest
 from starlette.requests import Request
 
 from cnnsweep.serving.body import json_depth, parse_json, read_body
-from cnnsweep.serving.errors import HttpError
+from cnnsweep.serving.http_error import HttpError
 
 
 @pytest.mark.parametrize("text", [

@@ -41,8 +41,8 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
-GOOD = {INFER: (json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
-                                        "data": [0.5] * 64}]}).encode(), "application/json"),
+GOOD = {INFER: (json.dumps({"inputs": [{"name": "image", "shape": [1, 8, 8, 1], "datatype": "UINT8",
+                                        "data": [128] * 64}]}).encode(), "application/json"),
         PREDICT: (_png(), "image/png")}
 
 
@@ -50,11 +50,8 @@ class InProcessHub:
     def __init__(self, settings, model):
         self.settings, self.models = settings, {model.name: model}
 
-    async def infer(self, name, x):
-        return self.models[name].run(x)
-
-    async def infer_pixels(self, name, pixels):
-        return self.models[name].run_pixels(pixels[None])
+    async def infer(self, name, pixels):
+        return self.models[name].run(pixels)
 
 
 class PlainUvicorn:

@@ -27,11 +27,8 @@ class InProcessHub:
         self.settings = settings
         self.models = load_served_models(settings)
 
-    async def infer(self, name: str, x: np.ndarray) -> np.ndarray:
-        return self.models[name].run(x)
-
-    async def infer_pixels(self, name: str, pixels: np.ndarray) -> np.ndarray:
-        return self.models[name].run_pixels(pixels[None])
+    async def infer(self, name: str, pixels: np.ndarray) -> np.ndarray:
+        return self.models[name].run(pixels)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +52,7 @@ def test_metadata_route_lists_members_and_their_metrics(served):
     assert [m["trial_id"] for m in ens["members"]] == [m["trial_id"] for m in report.ensemble["members"]]
     assert all("val/acc" in m["metrics"] and "model.width" in m["config"] for m in ens["members"])
     assert meta["parameters"]["metrics"]["val/acc"] == report.ensemble["metrics"]["val/acc"]
-    assert meta["inputs"][0]["shape"] == [-1, 3, 32, 32]  # the shared (colour) input: one member is gray
+    assert meta["inputs"][0] == {"name": "image", "datatype": "UINT8", "shape": [-1, -1, -1, 3]}  # colour: one member is gray
     assert client.get("/v2/models").json()["models"][0]["name"] == "ens"
 
 

@@ -18,7 +18,8 @@ from PIL import Image
 from cnnsweep.config import validate_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import LocalHooks, fit
-from cnnsweep.export import create_session, export_checkpoint, read_metadata, run_logits
+from cnnsweep.checkpoint import load_model_from_checkpoint
+from cnnsweep.export import OnnxRunner, export_checkpoint
 
 grpc = pytest.importorskip("grpc")
 tritongrpc = pytest.importorskip("tritonclient.grpc")
@@ -44,7 +45,8 @@ def digits(tmp_path_factory):
     hooks = LocalHooks(output=folder / "run")
     fit(cfg, load_dataset(cfg.data), hooks)
     export_checkpoint(hooks.last_checkpoint, folder / "digits.onnx")
-    return folder / "digits.onnx", load_dataset(cfg.data).valid.images[:8].numpy()  # uint8 N x 1 x 8 x 8 (max batch)
+    return (folder / "digits.onnx", load_dataset(cfg.data).valid.images[:8].numpy(),  # uint8 N x 1 x 8 x 8 (max batch)
+            hooks.last_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +95,7 @@ def test_readiness_and_metadata(server):
     assert not client.is_model_ready("nope")  # like Triton: false, not an error
     meta = client.get_model_metadata("digits", as_json=True)
     assert meta["platform"] == "onnxruntime_onnx" and meta["versions"] == ["1"]
-    assert [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]][0] == ("input", "FP32", ["-1", "1", "8", "8"])
+    assert [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]] == [("image", "UINT8", ["-1", "-1", "-1", "1"])]
     assert [t["name"] for t in meta["outputs"]] == ["logits", "probabilities"]
     server_meta = client.get_server_metadata(as_json=True)
     assert server_meta["name"] == "cnnsweep" and "classification" in server_meta["extensions"]
@@ -118,12 +120,15 @@ def test_uint8_images_get_the_http_paths_probabilities(server, digits):
     assert np.unique(probs.argmax(1)).size > 1  # a trained model: the images are told apart
 
 
-def test_fp32_logits_equal_in_process_onnx_and_classification(server, digits):
+def test_uint8_logits_equal_in_process_onnx_and_classification(server, digits):
     _, _, client = server
-    path, images = digits
-    x = read_metadata(path).preprocess(torch.from_numpy(images)).numpy()[:7]
-    expected = run_logits(create_session(path), x)
-    inp = tritongrpc.InferInput("input", list(x.shape), "FP32")
+    path, images, checkpoint = digits
+    x = np.ascontiguousarray(images[:7].transpose(0, 2, 3, 1))  # N x H x W x C raw pixels
+    expected = OnnxRunner.load(path).logits(x)
+    lm = load_model_from_checkpoint(checkpoint)
+    with torch.inference_mode():  # the model file reproduces the PyTorch training path
+        np.testing.assert_allclose(expected, lm.model(lm.preprocess(torch.from_numpy(images[:7]))).numpy(), atol=1e-4)
+    inp = tritongrpc.InferInput("image", list(x.shape), "UINT8")
     inp.set_data_from_numpy(x)
     out = client.infer("digits", [inp], request_id="r7")
     assert out.get_response().id == "r7"
@@ -133,7 +138,7 @@ def test_fp32_logits_equal_in_process_onnx_and_classification(server, digits):
     assert [[int(i) for _, i, _ in row] for row in labels] == np.argsort(-expected, 1)[:, :3].tolist()
 
 
-def _request(shape=(1, 1, 8, 8), datatype="FP32", name="input", raw=None, **fields) -> pb.ModelInferRequest:
+def _request(shape=(1, 8, 8, 1), datatype="UINT8", name="image", raw=None, **fields) -> pb.ModelInferRequest:
     n = int(np.prod(shape))
     if raw is None:
         raw = np.zeros(n, dtype=np.float32 if datatype == "FP32" else np.uint8).tobytes()
@@ -164,20 +169,25 @@ BAD = [  # (id, request, expected code, a word the message must contain)
     ("unknown-version", _request(model_version="7"), Code.NOT_FOUND, "version"),
     ("dtype-int64", _request(datatype="INT64", raw=bytes(512)), Code.INVALID_ARGUMENT, "INT64"),
     ("dtype-fp16", _request(datatype="FP16", raw=bytes(128)), Code.INVALID_ARGUMENT, "FP16"),
-    ("shape-channels", _request(shape=(1, 3, 8, 8)), Code.INVALID_ARGUMENT, "shape"),
-    ("shape-65-dims", _request(shape=[1] * 65, raw=bytes(4)), Code.INVALID_ARGUMENT, "dimensions"),
-    ("shape-negative", _request(shape=(1, 1, -8, 8), raw=b""), Code.INVALID_ARGUMENT, "negative"),
-    ("raw-too-short", _request(raw=bytes(100)), Code.INVALID_ARGUMENT, "bytes"),
-    ("batch-over-limit", _request(shape=(9, 1, 8, 8)), Code.INVALID_ARGUMENT, "limit"),
-    ("batch-empty", _request(shape=(0, 1, 8, 8)), Code.INVALID_ARGUMENT, "empty"),
-    ("nan", _request(raw=NAN), Code.INVALID_ARGUMENT, "NaN"),
+    # the old normalized FP32 model input: refused with what to send instead, under either name
+    ("dtype-fp32", _request(shape=(1, 1, 8, 8), datatype="FP32"), Code.INVALID_ARGUMENT, "UINT8"),
+    ("fp32-old-input-name", _request(shape=(1, 1, 8, 8), datatype="FP32", name="input"), Code.INVALID_ARGUMENT,
+     "unknown input 'input'"),
+    ("fp32-nan", _request(shape=(1, 1, 8, 8), datatype="FP32", raw=NAN), Code.INVALID_ARGUMENT, "FP32"),
+    ("shape-channels", _request(shape=(1, 8, 8, 2)), Code.INVALID_ARGUMENT, "shape"),
+    ("shape-channels-first", _request(shape=(1, 1, 8, 8)), Code.INVALID_ARGUMENT, "shape"),
+    ("shape-65-dims", _request(shape=[1] * 65, raw=bytes(1)), Code.INVALID_ARGUMENT, "dimensions"),
+    ("shape-negative", _request(shape=(1, -8, 8, 1), raw=b""), Code.INVALID_ARGUMENT, "negative"),
+    ("raw-too-short", _request(raw=bytes(10)), Code.INVALID_ARGUMENT, "bytes"),
+    ("batch-over-limit", _request(shape=(9, 8, 8, 1)), Code.INVALID_ARGUMENT, "limit"),
+    ("batch-empty", _request(shape=(0, 8, 8, 1)), Code.INVALID_ARGUMENT, "empty"),
     ("unknown-input", _request(name="pixels"), Code.INVALID_ARGUMENT, "pixels"),
     ("uint8-5-channels", _request(shape=(1, 8, 8, 5), datatype="UINT8"), Code.INVALID_ARGUMENT, "C in 1, 3, 4"),
     ("two-inputs", _two_inputs(), Code.INVALID_ARGUMENT, "exactly 1"),
     ("no-inputs", pb.ModelInferRequest(model_name="digits"), Code.INVALID_ARGUMENT, "exactly 1"),
     ("unknown-output", _output("probs"), Code.INVALID_ARGUMENT, "probs"),
     ("bad-classification", _output("logits", classification="three"), Code.INVALID_ARGUMENT, "classification"),
-    ("values-over-limit", _request(shape=(1, 1, 600, 600), raw=b""), Code.INVALID_ARGUMENT, "limit"),
+    ("values-over-limit", _request(shape=(1, 600, 600, 1), raw=b""), Code.INVALID_ARGUMENT, "limit"),
 ]
 
 
@@ -234,5 +244,5 @@ def test_grpc_listens_on_loopback_only(server):
 def test_a_message_over_the_body_limit_is_refused_by_grpc_itself(stub):
     """RAY_SERVE_GRPC_MAX_MESSAGE_SIZE = max_body_bytes + envelope (Ray's default: 2 GiB)."""
     with pytest.raises(grpc.RpcError) as err:
-        stub.ModelInfer(_request(shape=(8, 1, 200, 100), raw=bytes(8 * 200 * 100 * 4)), timeout=30)  # 640 KB
+        stub.ModelInfer(_request(shape=(8, 200, 400, 1), raw=bytes(8 * 200 * 400)), timeout=30)  # 640 KB
     assert err.value.code() == Code.RESOURCE_EXHAUSTED, err.value.details()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image
 
-from cnnsweep.serving.errors import HttpError
+from cnnsweep.serving.http_error import HttpError
 from cnnsweep.serving.images import decode_image, load_pixels, open_image
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n"

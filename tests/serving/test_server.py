@@ -21,7 +21,7 @@ from cnnsweep.checkpoint import load_model_from_checkpoint
 from cnnsweep.config import validate_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import LocalHooks, fit
-from cnnsweep.export import create_session, export_checkpoint, run_logits
+from cnnsweep.export import OnnxRunner, export_checkpoint
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 TINY_CNN = {"num_stages": 2, "width": 8, "convs_per_stage": 1}
@@ -76,10 +76,10 @@ def _png_header_only(w: int, h: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
 
 
-def _infer_body(shape, datatype="FP32", data=None, **extra) -> str:
+def _infer_body(shape, datatype="UINT8", data=None, name="image", **extra) -> str:
     n = int(np.prod(shape))
-    return json.dumps({"inputs": [{"name": "input", "shape": shape, "datatype": datatype,
-                                   "data": [0.0] * n if data is None else data}], **extra})
+    return json.dumps({"inputs": [{"name": name, "shape": shape, "datatype": datatype,
+                                   "data": [0] * n if data is None else data}], **extra})
 
 
 class Chunks:
@@ -106,32 +106,38 @@ BAD_REQUESTS = [  # (id, method, path, requests kwargs, expected status)
     ("infer-nested-40", "post", INFER, dict(data=(b'{"inputs":' + b"[" * 40 + b"]" * 40 + b"}"), headers=J), 400),
     ("infer-nested-901-behind-strings", "post", INFER, dict(data=('["]",' * 901 + "0" + "]" * 901).encode(),
                                                             headers=J), 400),
-    ("infer-65-dims", "post", INFER, dict(data=json.dumps({"inputs": [{"name": "input", "shape": [1] * 65,
-                                                                        "datatype": "FP32", "data": [0.0]}]}),
+    ("infer-65-dims", "post", INFER, dict(data=json.dumps({"inputs": [{"name": "image", "shape": [1] * 65,
+                                                                        "datatype": "UINT8", "data": [0]}]}),
                                           headers=J), 400),
     ("infer-no-inputs", "post", INFER, dict(data=b'{"outputs": []}', headers=J), 400),
-    ("infer-two-inputs", "post", INFER, dict(data=json.dumps({"inputs": [json.loads(_infer_body([1, 1, 8, 8]))[
+    ("infer-two-inputs", "post", INFER, dict(data=json.dumps({"inputs": [json.loads(_infer_body([1, 8, 8, 1]))[
         "inputs"][0]] * 2}), headers=J), 400),
-    ("infer-wrong-shape", "post", INFER, dict(data=_infer_body([1, 3, 8, 8]), headers=J), 400),
-    ("infer-wrong-dtype", "post", INFER, dict(data=_infer_body([1, 1, 8, 8], "INT64"), headers=J), 400),
-    ("infer-nan", "post", INFER, dict(data=_infer_body([1, 1, 8, 8], data=[0.0] * 63 + [float("nan")]),
+    ("infer-wrong-shape", "post", INFER, dict(data=_infer_body([1, 8, 8, 2]), headers=J), 400),
+    ("infer-channels-first", "post", INFER, dict(data=_infer_body([1, 1, 8, 8]), headers=J), 400),
+    ("infer-wrong-dtype", "post", INFER, dict(data=_infer_body([1, 8, 8, 1], "INT64"), headers=J), 400),
+    # the old normalized FP32 model input: a clear 400 under its old name and the new one
+    ("infer-fp32", "post", INFER, dict(data=_infer_body([1, 1, 8, 8], "FP32", [0.5] * 64), headers=J), 400),
+    ("infer-fp32-old-input-name", "post", INFER, dict(data=_infer_body([1, 1, 8, 8], "FP32", [0.5] * 64,
+                                                                       name="input"), headers=J), 400),
+    ("infer-nan", "post", INFER, dict(data=_infer_body([1, 8, 8, 1], data=[0] * 63 + [float("nan")]),
                                        headers=J), 400),
-    ("infer-inf", "post", INFER, dict(data=_infer_body([1, 1, 8, 8], data=[float("inf")] * 64), headers=J), 400),
-    ("infer-batch-over-limit", "post", INFER, dict(data=_infer_body([9, 1, 8, 8]), headers=J), 400),
-    ("infer-length-mismatch", "post", INFER, dict(data=_infer_body([2, 1, 8, 8], data=[0.0] * 100), headers=J), 400),
-    ("infer-strings", "post", INFER, dict(data=_infer_body([1, 1, 8, 8], data=["x"] * 64), headers=J), 400),
+    ("infer-inf", "post", INFER, dict(data=_infer_body([1, 8, 8, 1], data=[float("inf")] * 64), headers=J), 400),
+    ("infer-batch-over-limit", "post", INFER, dict(data=_infer_body([9, 8, 8, 1]), headers=J), 400),
+    ("infer-length-mismatch", "post", INFER, dict(data=_infer_body([2, 8, 8, 1], data=[0] * 100), headers=J), 400),
+    ("infer-strings", "post", INFER, dict(data=_infer_body([1, 8, 8, 1], data=["x"] * 64), headers=J), 400),
     ("infer-uint8-range", "post", INFER, dict(data=_infer_body([1, 8, 8, 1], "UINT8", [300] * 64), headers=J), 400),
-    ("infer-unknown-output", "post", INFER, dict(data=_infer_body([1, 1, 8, 8], outputs=[{"name": "probs"}]),
+    ("infer-uint8-fraction", "post", INFER, dict(data=_infer_body([1, 8, 8, 1], "UINT8", [0.5] * 64), headers=J), 400),
+    ("infer-unknown-output", "post", INFER, dict(data=_infer_body([1, 8, 8, 1], outputs=[{"name": "probs"}]),
                                                  headers=J), 400),
-    ("infer-bad-classification", "post", INFER, dict(data=_infer_body([1, 1, 8, 8], outputs=[
+    ("infer-bad-classification", "post", INFER, dict(data=_infer_body([1, 8, 8, 1], outputs=[
         {"name": "logits", "parameters": {"classification": "three"}}]), headers=J), 400),
-    ("infer-text-plain", "post", INFER, dict(data=_infer_body([1, 1, 8, 8]), headers={"Content-Type": "text/plain"}),
+    ("infer-text-plain", "post", INFER, dict(data=_infer_body([1, 8, 8, 1]), headers={"Content-Type": "text/plain"}),
      415),
     ("infer-gzip", "post", INFER, dict(data=zlib.compress(b"{}"), headers={**J, "Content-Encoding": "gzip"}), 415),
-    ("infer-bad-header-length", "post", INFER, dict(data=_infer_body([1, 1, 8, 8]), headers={
+    ("infer-bad-header-length", "post", INFER, dict(data=_infer_body([1, 8, 8, 1]), headers={
         **J, "Inference-Header-Content-Length": "10000000"}), 400),
-    ("infer-unknown-model", "post", "/v2/models/nope/infer", dict(data=_infer_body([1, 1, 8, 8]), headers=J), 404),
-    ("infer-unknown-version", "post", "/v2/models/digits/versions/7/infer", dict(data=_infer_body([1, 1, 8, 8]),
+    ("infer-unknown-model", "post", "/v2/models/nope/infer", dict(data=_infer_body([1, 8, 8, 1]), headers=J), 404),
+    ("infer-unknown-version", "post", "/v2/models/digits/versions/7/infer", dict(data=_infer_body([1, 8, 8, 1]),
                                                                                 headers=J), 404),
     ("infer-too-large", "post", INFER, dict(data=b" " * (300 * 1024), headers=J), 413),
     ("infer-too-large-chunked", "post", INFER, dict(data=Chunks(b" " * 65536, 6), headers=J), 413),
@@ -165,7 +171,8 @@ def test_health_and_metadata_routes(server):
     assert requests.get(f"{server}/v2/models/digits/ready").json() == {"name": "digits", "ready": True}
     assert requests.get(f"{server}/v2/models/digits/versions/1/ready").status_code == 200
     meta = requests.get(f"{server}/v2/models/digits").json()
-    assert meta["inputs"][0] == {"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}
+    assert meta["inputs"] == [{"name": "image", "datatype": "UINT8", "shape": [-1, -1, -1, 1]}]
+    assert meta["parameters"]["temperature"] > 0  # fitted at export: probabilities are softmax(logits / T)
     assert meta["outputs"][0]["shape"] == [-1, 10] and meta["parameters"]["class_names"][3] == "3"
     assert requests.get(f"{server}/v2").json()["extensions"] == ["classification", "binary_tensor_data"]
     assert [m["name"] for m in requests.get(f"{server}/v2/models").json()["models"]] == ["digits"]
@@ -174,9 +181,14 @@ def test_health_and_metadata_routes(server):
 
 
 def test_predict_upload_multipart_and_raw_match_in_process_onnx(server, digits):
-    session = create_session(digits[0])
+    runner = OnnxRunner.load(digits[0])
     lm = load_model_from_checkpoint(digits[1])
-    expected = run_logits(session, lm.preprocess(torch.from_numpy(DIGIT)[None, None]).numpy())[0]
+    expected = runner.logits(DIGIT[None, :, :, None])[0]
+    with torch.inference_mode():  # the model file reproduces the training path on the same pixels
+        np.testing.assert_allclose(expected, lm.model(lm.preprocess(torch.from_numpy(DIGIT)[None, None]))[0],
+                                   atol=1e-4)
+    z = expected / runner.info.temperature
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()  # calibrated: softmax(logits / temperature)
     multipart = requests.post(f"{server}{PREDICT}?top_k=3", files={"file": ("d.png", GOOD_PNG, "image/png")})
     raw = requests.post(f"{server}{PREDICT}?top_k=3", data=_png(DIGIT, "PPM"),
                         headers={"Content-Type": "image/x-portable-pixmap"})
@@ -185,22 +197,22 @@ def test_predict_upload_multipart_and_raw_match_in_process_onnx(server, digits):
         preds = r.json()["predictions"]
         assert [p["index"] for p in preds] == np.argsort(-expected)[:3].tolist()
         assert preds[0]["label"] == str(preds[0]["index"])
-        p = np.exp(expected - expected.max()) / np.exp(expected - expected.max()).sum()
         assert preds[0]["score"] == pytest.approx(p[preds[0]["index"]], abs=1e-5)
 
 
-def test_tritonclient_fp32_binary_json_and_classification(server, digits):
+def test_tritonclient_uint8_binary_json_and_classification(server, digits):
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(url=server.removeprefix("http://"))
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("digits")
     assert client.get_model_metadata("digits")["platform"] == "onnxruntime_onnx"
     lm = load_model_from_checkpoint(digits[1])
-    x = lm.preprocess(load_dataset(lm.config.data).valid.images[:7]).numpy()
+    images = load_dataset(lm.config.data).valid.images[:7]  # uint8 N x 1 x 8 x 8
+    x = images.permute(0, 2, 3, 1).contiguous().numpy()  # what clients send: N x H x W x C raw pixels
     with torch.inference_mode():
-        ref = lm.model(torch.from_numpy(x)).numpy()
+        ref = lm.model(lm.preprocess(images)).numpy()
     for binary in (True, False):
-        inp = httpclient.InferInput("input", list(x.shape), "FP32")
+        inp = httpclient.InferInput("image", list(x.shape), "UINT8")
         inp.set_data_from_numpy(x, binary_data=binary)
         out = client.infer("digits", [inp], outputs=[httpclient.InferRequestedOutput("logits", binary_data=binary)])
         np.testing.assert_allclose(out.as_numpy("logits"), ref, atol=1e-4)
@@ -210,6 +222,22 @@ def test_tritonclient_fp32_binary_json_and_classification(server, digits):
         labels = [[(s.decode() if isinstance(s, bytes) else s).split(":") for s in row] for row in top]
         assert [[int(i) for _, i, _ in row] for row in labels] == np.argsort(-ref, 1)[:, :3].tolist()
         assert labels[0][0][2] == lm.class_names[int(labels[0][0][1])]
+
+
+def test_tritonclient_fp32_input_is_refused_with_a_clear_message(server, digits):
+    """The old contract (normalized FP32 "input") is a 400 naming what to send, not a 500."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(url=server.removeprefix("http://"))
+    x = np.zeros((1, 1, 8, 8), np.float32)
+    for name, word in (("input", "unknown input 'input'"), ("image", "datatype 'FP32' is not supported")):
+        inp = httpclient.InferInput(name, list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        with pytest.raises(InferenceServerException) as err:
+            client.infer("digits", [inp])
+        assert word in err.value.message() and "UINT8" in err.value.message(), err.value.message()
+        assert err.value.status() == "400", err.value.status()
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
@@ -239,7 +267,7 @@ def test_overload_sheds_with_503_instead_of_hanging(server, digits):
              "batch_wait_timeout_s": 0.5, "num_cpus": 0.5}
     serve.run(build_app(tight), name="overload", route_prefix="/overload")
     url = f"{server}/overload{INFER}"
-    body = _infer_body([1, 1, 8, 8])
+    body = _infer_body([1, 8, 8, 1])
     start = time.perf_counter()
     with ThreadPoolExecutor(32) as pool:
         responses = list(pool.map(lambda _: requests.post(url, data=body, headers=J, timeout=30), range(32)))
@@ -310,10 +338,10 @@ def test_served_gtsrb_predictions_equal_pytorch_and_in_process_onnx(gtsrb):
     url, path, ckpt = gtsrb
     lm = load_model_from_checkpoint(ckpt)
     valid = load_dataset(lm.config.data).valid.images[:96]  # real validation images, uint8 N x 3 x 32 x 32
-    x = lm.preprocess(valid)
     with torch.inference_mode():
-        torch_top1 = lm.model(x).argmax(1).numpy()
-    ort_logits = run_logits(create_session(path), x.numpy())
+        torch_top1 = lm.model(lm.preprocess(valid)).argmax(1).numpy()
+    runner = OnnxRunner.load(path)
+    ort_logits = runner.split_logits(valid)  # the model file on the same raw pixels
     pngs = [_png(img.permute(1, 2, 0).numpy()) for img in valid]
 
     def predict(png: bytes) -> dict:  # concurrent uploads: they share server-side batches
@@ -325,7 +353,8 @@ def test_served_gtsrb_predictions_equal_pytorch_and_in_process_onnx(gtsrb):
         served = list(pool.map(predict, pngs))
     served_top1 = np.array([p["index"] for p in served])
     assert (served_top1 == torch_top1).all() and (served_top1 == ort_logits.argmax(1)).all()
-    probs = np.exp(ort_logits - ort_logits.max(1, keepdims=True))
+    z = ort_logits / runner.info.temperature  # served scores are calibrated: softmax(logits / temperature)
+    probs = np.exp(z - z.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     np.testing.assert_allclose([p["score"] for p in served], probs[np.arange(96), served_top1], atol=1e-5)
     assert served[0]["label"] == lm.class_names[served_top1[0]]

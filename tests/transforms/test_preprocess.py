@@ -136,31 +136,3 @@ def test_normalize_module_matches_normalize(gtsrb_sample):
     pre = Preprocess.fit(DataConfig(), gtsrb_sample)
     x = pre.prepare(gtsrb_sample[:16])
     assert torch.equal(pre.normalize_module()(x), pre.normalize(x))
-
-
-def test_prepare_hwc_matches_prepare_on_nchw(gtsrb_sample):
-    x = gtsrb_sample[:16]
-    pre = Preprocess.fit(DataConfig(equalize="global", image_size=24), x)
-    nhwc = x.permute(0, 2, 3, 1).numpy()
-    expected = pre.prepare(x)
-    assert torch.equal(pre.prepare_hwc(nhwc), expected)
-    assert torch.equal(pre.prepare_hwc(nhwc[3]), expected[3:4])  # one H x W x C image
-    rgba = np.concatenate([nhwc, np.full(nhwc.shape[:3] + (1,), 7, np.uint8)], axis=-1)
-    assert torch.equal(pre.prepare_hwc(rgba), expected)  # alpha dropped
-
-
-def test_prepare_hwc_adapts_channels_and_size():
-    color = Preprocess(source_size=(32, 32), source_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
-    gray_upload = np.arange(50 * 40, dtype=np.int64).reshape(50, 40).astype(np.uint8)
-    out = color.prepare_hwc(gray_upload)
-    assert out.shape == (1, 3, 32, 32) and torch.equal(out[:, 0], out[:, 2])  # gray -> RGB, resized
-    mnist_like = Preprocess(source_size=(28, 28), source_channels=1, mean=(0.1,), std=(0.3,))
-    assert mnist_like.prepare_hwc(np.zeros((2, 64, 64, 3), np.uint8)).shape == (2, 1, 28, 28)
-
-
-@pytest.mark.parametrize("bad", [np.zeros((32, 32, 3), np.float32), np.zeros((32, 32, 5), np.uint8),
-                                 np.zeros((1, 1, 32, 32, 3), np.uint8), "not an image"])
-def test_prepare_hwc_rejects_bad_input_clearly(bad):
-    pre = Preprocess(source_size=(32, 32), source_channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
-    with pytest.raises(ValueError, match="image"):
-        pre.prepare_hwc(bad)

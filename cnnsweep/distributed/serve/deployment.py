@@ -40,26 +40,26 @@ class InferenceServer:
     def __init__(self, settings: dict[str, Any]):
         import torch
 
-        torch.set_num_threads(1)  # torch only preprocesses single requests here; ORT owns the cores
+        torch.set_num_threads(1)  # torch only fits channels (or runs a CLAHE pre-step) here; ORT owns the cores
         register_grpc_messages()  # Ray: gRPC requests from the proxy arrive pickled
         self.settings: ServeSettings = build_settings(settings)
         self.models: dict[str, ServedModel] = load_served_models(self.settings)
         # One thread runs ORT so batches execute one after another while the event loop keeps
         # accepting requests (ORT releases the GIL): the next batch fills during this one.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort")
-        self._batchers = {name: self._build_batcher(m.run) for name, m in self.models.items()}
-        self._pixel_batchers = {name: self._build_batcher(m.run_pixels) for name, m in self.models.items()}
+        self._batchers = {name: self._build_batcher(m.runner.logits_of) for name, m in self.models.items()}
         if self.settings.gc_freeze:  # last: everything alive now is start-up state (imports, models)
             freeze_startup_heap()
 
     def __serve_build_asgi_app__(self):
         return build_http_app(self)
 
-    def _build_batcher(self, run: Callable[[np.ndarray], np.ndarray]):
+    def _build_batcher(self, run: Callable[[list[np.ndarray]], np.ndarray]):
         executor = self._executor
 
         async def run_batch(items: list[np.ndarray]) -> list[np.ndarray]:
-            logits = await asyncio.get_running_loop().run_in_executor(executor, run, np.concatenate(items))
+            # `run` is OnnxRunner.logits_of: requests of one image size share one ORT call
+            logits = await asyncio.get_running_loop().run_in_executor(executor, run, items)
             return split_rows(logits, items)
 
         # Ray: @serve.batch queues concurrent calls (one per request) into one ORT call of up to
@@ -68,13 +68,9 @@ class InferenceServer:
                            batch_wait_timeout_s=self.settings.batch_wait_timeout_s,
                            batch_size_fn=num_images)(run_batch)
 
-    async def infer(self, name: str, x: np.ndarray) -> np.ndarray:
-        """Normalized float32 N x C x H x W -> logits N x K, batched with concurrent requests."""
-        return await self._batchers[name](x)
-
-    async def infer_pixels(self, name: str, pixels: np.ndarray) -> np.ndarray:
-        """One uint8 upload of the model's native shape -> logits 1 x K (preprocessed per batch)."""
-        return await self._pixel_batchers[name](pixels[None])
+    async def infer(self, name: str, pixels: np.ndarray) -> np.ndarray:
+        """uint8 N x H x W x C raw pixels -> logits N x K, batched with concurrent requests."""
+        return await self._batchers[name](pixels)
 
     # ------------------------------------------------------------------ KServe/Triton gRPC (OIP v2)
     # Ray: Serve's gRPC ingress (the proxy's port) routes

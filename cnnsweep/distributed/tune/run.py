@@ -166,8 +166,8 @@ def _analyze_result(plan: SweepPlan, summary: SweepSummary, report_dir: Path, *,
     sweep. Returns whether the summary changed."""
     if not plan.search.analyze or summary.best is None or is_uri(plan.output):
         return False
-    from cnnsweep.analysis.analyze import analyze_target
-    from cnnsweep.distributed.analyze import ray_predict
+    from cnnsweep.analysis.run import analyze_target
+    from cnnsweep.distributed.analysis_tasks import ray_predict
 
     try:
         m = analyze_target(report_dir, predict=ray_predict(ANALYZE_WORKERS) if on_ray else None, split="test",

@@ -47,7 +47,7 @@ def ray_predict(workers: int) -> Callable[[Any, torch.Tensor], np.ndarray]:
 def run_analysis(target: str | Path, *, workers: int = 2, address: Optional[str] = None,
                  **kwargs: Any) -> AnalysisMetrics:
     """analyze_target with its inference on Ray (the cluster at `address`, or a private local one)."""
-    from cnnsweep.analysis.analyze import analyze_target
+    from cnnsweep.analysis.run import analyze_target
     from cnnsweep.distributed.cluster import start_ray
 
     start_ray(address)  # Ray: connect, or start the private 127.0.0.1 instance

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from cnnsweep.analysis.analyze import analyze_target
+from cnnsweep.analysis.run import analyze_target
 from cnnsweep.analysis.metrics_file import load_metrics
 from cnnsweep.checkpoint import load_model_from_checkpoint
 from cnnsweep.data import load_dataset

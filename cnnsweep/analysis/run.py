@@ -1,7 +1,7 @@
 """`analyze_target`: what `cnnsweep analyze TARGET` runs. Loads the target, predicts the split, writes the
 PNGs, metrics.json (every number the page shows), predictions and report.html into one folder.
 
-`predict` is the one seam for the Ray path (cnnsweep.distributed.analyze): everything else is local.
+`predict` is the one seam for the Ray path (cnnsweep.distributed.analysis_tasks): everything else is local.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ def test_ray_predict_equals_local(ray_session, tmp_path):
     from cnnsweep.analysis.target import load_target
     from cnnsweep.config import validate_config
     from cnnsweep.data import load_dataset
-    from cnnsweep.distributed.analyze import ray_predict
+    from cnnsweep.distributed.analysis_tasks import ray_predict
     from cnnsweep.engine import LocalHooks, fit
 
     cfg = validate_config({"data": {"name": "digits"}, "model": {"num_stages": 2, "width": 8, "convs_per_stage": 1},
