@@ -57,7 +57,7 @@ def test_a_missing_or_broken_file_is_one_line(tmp_path):
 
 
 def test_the_page_is_drawn_from_what_the_file_holds(tmp_path, tiny_metrics, monkeypatch):
-    from cnnsweep.analysis import analyze
+    from cnnsweep.analysis import run as analyze
 
     seen = []
     monkeypatch.setattr(analyze, "build_sections", lambda m: seen.append(m) or [])
