@@ -233,7 +233,8 @@ class TrainConfig(Section):
     micro_batch_size: Optional[int] = Field(None, gt=0, description="images per worker per forward pass; "
                                             "null = batch_size / workers (no accumulation)")
     amp: Literal["auto", "bf16", "fp16", "off"] = Field("auto", description="mixed precision; auto = "
-                                                        "fp16 + GradScaler on CUDA, bf16 on CPU")
+                                                        "fp16 + GradScaler on CUDA; on a CPU, bf16 where it "
+                                                        "has bf16 math (AMX, AVX512-BF16), else fp32")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="probability mass spread over the other classes")
     grad_clip: Optional[float] = Field(None, gt=0, description="largest global L2 norm of the gradients; "
                                        "null = no clipping")

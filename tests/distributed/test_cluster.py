@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SWEEP = {"name": "cluster", "data": {"name": "digits"},
          "model": {"num_stages": 2, "width": 8, "convs_per_stage": 1}, "sched": {"name": "none"},
-         "train": {"epochs": 1, "batch_size": 64, "amp": "bf16"}, "scaling": {"num_workers": 1},
+         "train": {"epochs": 1, "batch_size": 64, "amp": "off"}, "scaling": {"num_workers": 1},
          "search": {"algorithm": "grid", "scheduler": {"name": "fifo"},
                     "space": {"model.width": {"choice": [8, 12]}}}}
 

@@ -42,7 +42,7 @@ def test_fit_learns_and_checkpoints(digits, tmp_path):
     ends = [h[M.EPOCH_END_TIME] for h in result.history]  # not "timestamp": Tune overwrites that key
     assert "timestamp" not in result.history[0] and ends == sorted(ends) and ends[-1] > ends[0]
     loaded = load_model_from_checkpoint(tmp_path / "checkpoints" / "epoch_0005")
-    amp = resolve_amp(cfg.train.amp, torch.device("cpu"))  # validation ran under bf16 autocast
+    amp = resolve_amp(cfg.train.amp, torch.device("cpu"))  # validation ran under this autocast setting
     logits = predict_logits(loaded.model, digits.valid.images, loaded.preprocess, batch_size=256, amp=amp)
     acc = (logits.argmax(1) == digits.valid.labels).float().mean().item()
     assert acc == pytest.approx(result.metrics["val/acc"], abs=1e-6)  # same preprocessing, same model

@@ -69,9 +69,18 @@ def test_uneven_last_micro_batch_is_weighted_by_size():
         torch.testing.assert_close(uneven[name], big[name], rtol=1e-5, atol=1e-6)
 
 
+def test_auto_is_bf16_only_on_a_cpu_with_bf16_math(monkeypatch):
+    from cnnsweep.engine import amp as amp_module
+
+    for has, name in ((True, "bf16"), (False, "off")):
+        monkeypatch.setattr(amp_module, "cpu_has_bf16_math", lambda has=has: has)
+        assert resolve_amp("auto", torch.device("cpu")).name == name
+    assert resolve_amp("bf16", torch.device("cpu")).name == "bf16"  # asked for by name: always
+
+
 def test_bf16_autocast_on_cpu_trains():
     model = _model()
-    state = _state(model, 16, amp="auto", optim="adamw")
+    state = _state(model, 16, amp="bf16", optim="adamw")
     assert state.amp.name == "bf16" and not state.amp.use_scaler
     x, y = _batch(64)
     first = train_step(state, x, y, _norm)["loss"]
