@@ -326,6 +326,32 @@ def validation_error_line(err: ValidationError, max_chars: int = 300) -> str:
     return text if len(text) <= max_chars else f"{text[:max_chars]}... ({err.error_count()} problems)"
 
 
+def load_versioned_json(path: Path, schema: type[BaseModel], version: int, error: Callable[[str], Exception], *,
+                        what: str, read_as: str, rerun: str) -> Any:
+    """A JSON file cnnsweep wrote, read through its schema: `schema` instance, or `error(one line naming
+    the file)` when it cannot be read, has no or another `version`, or does not fit the schema.
+    `what` / `read_as` name the file's kind ("not {what}", "cannot be read as {read_as}"); `rerun` says
+    how to get a current one."""
+    def problem(text: str) -> Exception:
+        return error(f"{path}: {' '.join(text.split())}")  # one line, whatever the file holds
+
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise problem(f"cannot be read as {read_as} ({type(err).__name__}: {err})") from None
+    if not isinstance(raw, dict):
+        raise problem(f"not {what} (a JSON {type(raw).__name__}, not an object)")
+    if "version" not in raw:
+        raise problem(f"no format version: written by an older cnnsweep, which this one does not read; {rerun}")
+    if type(raw["version"]) is not int or raw["version"] != version:
+        raise problem(f"{read_as} in format version {repr(raw['version'])[:20]}, but this cnnsweep reads "
+                      f"version {version}: {rerun}")
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as err:
+        raise problem(f"not {what} ({validation_error_line(err)})") from None
+
+
 def _model_error(e: Any) -> Optional[tuple[str, str]]:
     """The model section's own messages: an unknown family names `model.name`, another family's field
     says so; the family key is taken out of every path."""

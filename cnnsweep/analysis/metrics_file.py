@@ -10,15 +10,14 @@ fixes its place and type, not its inside.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from cnnsweep.config import load_versioned_json
 from cnnsweep.errors import AnalysisError
 from cnnsweep.atomic import atomic_write_json
-from cnnsweep.config import validation_error_line
 
 METRICS_FILE = "metrics.json"
 # 1: the first versioned layout. The unversioned files before it are not read back: no code read them.
@@ -94,32 +93,9 @@ def save_metrics(metrics: AnalysisMetrics, path: str | Path) -> Path:
     return atomic_write_json(path, metrics.to_json_dict(), indent=1, default=str)
 
 
-def _problem(path: Path, text: str) -> AnalysisError:
-    return AnalysisError(f"{path}: {' '.join(text.split())}")  # one line, whatever the file holds
-
-
-def _checked_version(raw: Any, path: Path) -> None:
-    if not isinstance(raw, dict):
-        raise _problem(path, f"not an analysis metrics file (a JSON {type(raw).__name__}, not an object)")
-    if "version" not in raw:
-        raise _problem(path, "no format version: written by an older cnnsweep, whose metrics.json this one "
-                       "does not read; run `cnnsweep analyze` again")
-    version = raw["version"]
-    if type(version) is not int or version != FORMAT_VERSION:
-        raise _problem(path, f"analysis metrics format version {repr(version)[:20]}, but this cnnsweep reads "
-                       f"version {FORMAT_VERSION}: run `cnnsweep analyze` again")
-
-
 def load_metrics(path: str | Path) -> AnalysisMetrics:
     """metrics.json (or a report folder holding one) as AnalysisMetrics; AnalysisError, one line, otherwise."""
     p = Path(path)
     p = p / METRICS_FILE if p.is_dir() else p
-    try:
-        raw = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _problem(p, f"cannot be read as analysis metrics ({type(err).__name__}: {err})") from None
-    _checked_version(raw, p)
-    try:
-        return AnalysisMetrics.model_validate(raw)
-    except ValidationError as err:
-        raise _problem(p, f"not an analysis metrics file ({validation_error_line(err)})") from None
+    return load_versioned_json(p, AnalysisMetrics, FORMAT_VERSION, AnalysisError, what="an analysis metrics file",
+                               read_as="analysis metrics", rerun="run `cnnsweep analyze` again")

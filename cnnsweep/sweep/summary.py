@@ -8,14 +8,13 @@ Ray layer (analysis, export, notebooks) may read the file.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from cnnsweep.atomic import atomic_write_json
-from cnnsweep.config import ConfigError, validation_error_line
+from cnnsweep.config import ConfigError, load_versioned_json
 
 SUMMARY_FILE = "summary.json"
 # 1: the first versioned layout. The unversioned files before it are not read back: no code read them,
@@ -88,32 +87,10 @@ def save_summary_file(summary: SweepSummary, path: str | Path) -> Path:
     return atomic_write_json(path, summary.to_json_dict(), indent=2, default=str)
 
 
-def _problem(path: Path, text: str) -> ConfigError:
-    return ConfigError(f"{path}: {' '.join(text.split())}")  # one line, whatever the file holds
-
-
-def _checked_version(raw: Any, path: Path) -> None:
-    if not isinstance(raw, dict):
-        raise _problem(path, f"not a sweep summary (a JSON {type(raw).__name__}, not an object)")
-    if "version" not in raw:
-        raise _problem(path, "no format version: written by an older cnnsweep, whose summary this one does "
-                       "not read; run the sweep again with this cnnsweep to get one")
-    version = raw["version"]
-    if type(version) is not int or version != FORMAT_VERSION:
-        raise _problem(path, f"sweep summary format version {repr(version)[:20]}, but this cnnsweep reads "
-                       f"version {FORMAT_VERSION}: read it with the cnnsweep that wrote it, or run the sweep again")
-
-
 def load_summary(path: str | Path) -> SweepSummary:
     """summary.json (or a sweep folder holding one) as SweepSummary; ConfigError, one line, otherwise."""
     p = Path(path)
     p = p / SUMMARY_FILE if p.is_dir() else p
-    try:
-        raw = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _problem(p, f"cannot be read as a sweep summary ({type(err).__name__}: {err})") from None
-    _checked_version(raw, p)
-    try:
-        return SweepSummary.model_validate(raw)
-    except ValidationError as err:
-        raise _problem(p, f"not a sweep summary ({validation_error_line(err)})") from None
+    return load_versioned_json(p, SweepSummary, FORMAT_VERSION, ConfigError, what="a sweep summary",
+                               read_as="a sweep summary", rerun="read it with the cnnsweep that wrote it, or "
+                               "run the sweep again")
