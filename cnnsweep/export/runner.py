@@ -12,6 +12,7 @@ Picklable: the Ray paths ship one runner to each worker, which rebuilds the sess
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -21,6 +22,7 @@ import torch
 from cnnsweep.export.metadata import INPUT_NAME, OUTPUT_NAME, OnnxModelInfo
 from cnnsweep.export.runtime import load_session, ort_session
 from cnnsweep.transforms.color import match_channels, resize
+from cnnsweep.transforms import Preprocess
 from cnnsweep.transforms.pixels import split_for_graph
 
 DEFAULT_BATCH = 256  # images per ORT call when running a whole split (bounds memory)
@@ -77,13 +79,18 @@ class OnnxRunner:
         """uint8 N x H x W x C (C in 1, 3, 4; any H x W) -> float32 logits N x num_classes."""
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: self.graph_input(pixels)})[0]
 
+    @cached_property
+    def _split(self) -> tuple[Optional[Preprocess], Preprocess]:
+        """split_for_graph of the model's preprocessing, once: graph_input runs per request."""
+        return split_for_graph(self.info.preprocess)
+
     def graph_input(self, pixels: np.ndarray) -> np.ndarray:
         """Raw pixels -> what the graph's `image` input takes: uint8 N x H x W x C at the model's size."""
         if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] not in (1, 3, 4):
             raise ValueError(f"pixels: expected uint8 N x H x W x C with C in 1, 3, 4; got {pixels.dtype} "
                              f"{tuple(pixels.shape)}")
         pre = self.info.preprocess
-        pre_step, in_graph = split_for_graph(pre)
+        pre_step, in_graph = self._split
         fits = pixels.shape[1:] == (*in_graph.source_size, in_graph.source_channels)
         if pre_step is None and fits:
             return np.ascontiguousarray(pixels)
