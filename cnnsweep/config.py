@@ -65,12 +65,34 @@ class DataConfig(Section):
     clahe_clip: float = Field(2.0, gt=0, description="CLAHE clip limit (OpenCV units)")
     clahe_grid: int = Field(8, gt=0, le=MAX_CLAHE_GRID, description="CLAHE tiles per side")
     normalize: bool = Field(True, description="subtract the per-channel mean and divide by the std, both "
-                            "measured on the training split")
+                            "measured on the training split (or data.mean/data.std)")
+    mean: Optional[list[float]] = Field(None, min_length=1, max_length=3, description="fixed per-channel mean, "
+                                        "0..1 units, instead of the training split's (one value = every channel); "
+                                        "e.g. a pretrained backbone's own normalization")
+    std: Optional[list[float]] = Field(None, min_length=1, max_length=3, description="fixed per-channel std, "
+                                       "0..1 units, with data.mean")
     balance: str = Field("none", description="class balancing, a registered method: "
                          + ", ".join(BALANCE_METHODS.names()))
 
     _known_name = field_validator("name")(_registered(DATASETS))
     _known_balance = field_validator("balance")(_registered(BALANCE_METHODS))
+
+    @model_validator(mode="after")
+    def _fixed_stats(self) -> "DataConfig":
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("data.mean and data.std go together: set both or neither")
+        if self.mean is None:
+            return self
+        if not self.normalize:
+            raise ValueError("data.mean/data.std need data.normalize: true")
+        if len(self.mean) != len(self.std) or len(self.mean) == 2:
+            raise ValueError(f"data.mean/data.std: 1 or 3 values each, the same count, got {len(self.mean)} "
+                             f"and {len(self.std)}")
+        if self.grayscale and len(self.mean) != 1:
+            raise ValueError("data.mean/data.std: one value each with data.grayscale (1 channel)")
+        if not all(0 <= m <= 1 for m in self.mean) or not all(0 < s <= 1e3 for s in self.std):
+            raise ValueError("data.mean values must be in 0..1 and data.std values in (0, 1000] (0..1 units)")
+        return self
 
 
 class AugmentConfig(Section):

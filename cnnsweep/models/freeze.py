@@ -50,6 +50,20 @@ def classifier_module(model: nn.Module) -> tuple[str, nn.Module]:
     return last
 
 
+def zero_init_classifier(model: nn.Module) -> None:
+    """Start a freshly made Linear head on pretrained features at zero (BiT's fine-tuning recipe,
+    Kolesnikov et al. 2020). Random heads give logits far from ln(classes) loss (timm's EfficientNet init,
+    uniform +-1/sqrt(num_classes), makes logits of std ~5-15 on unit features), and those first large,
+    random gradients flow into the backbone and erase what it learned. At zero the loss starts at
+    ln(classes) and the backbone only moves once the head points somewhere. A conv head followed by a
+    ReLU (squeezenet) keeps its small random init: at zero the ReLU would pass no gradient."""
+    head = classifier_module(model)[1]
+    if isinstance(head, nn.Linear):
+        nn.init.zeros_(head.weight)
+        if head.bias is not None:
+            nn.init.zeros_(head.bias)
+
+
 def classifier_param_names(model: nn.Module) -> set[str]:
     """Names of the classifier's parameters (the module `classifier_module` finds)."""
     head = classifier_module(model)[1]

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import torch.nn as nn
 
+from cnnsweep.models.freeze import zero_init_classifier
 from cnnsweep.models.registry import ModelError, register_model
 from cnnsweep.models.weights import (LoadedWeights, check_complete, find_cached_weights, hf_cache_dir,
                                      hub_offline, hub_reachable, load_state_dict_file, mismatch_error,
@@ -126,6 +127,8 @@ def create_timm_model(model_name: str, num_classes: int, in_channels: int = 3, i
         check_input_size(model, model_name, image_size, pretrained=False)
         return model
     model, report = _create_pretrained(model_name, num_classes, in_channels, image_size, weights, **kwargs)
+    if report.skipped:  # the file's head was for other classes: a new one, started at zero
+        zero_init_classifier(model)
     check_input_size(model, model_name, image_size, pretrained=True)
     log.info("timm/%s: loaded %d tensors from %s; head re-initialised: %s; input conv adapted: %s",
              model_name, report.num_loaded, report.path, report.skipped or "no", report.adapted or "no")

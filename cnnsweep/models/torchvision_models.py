@@ -19,7 +19,7 @@ from typing import Any, Optional
 import torch
 import torch.nn as nn
 
-from cnnsweep.models.freeze import classifier_module
+from cnnsweep.models.freeze import classifier_module, zero_init_classifier
 from cnnsweep.models.registry import ModelError, register_model
 from cnnsweep.models.weights import load_state_dict_file
 
@@ -146,6 +146,8 @@ def create_torchvision_model(model_name: str, num_classes: int, in_channels: int
     loaded = _load_strict(model, path, model_name) if path else 0
     stem = adapt_stem(model, in_channels, loaded=bool(path))
     head = replace_head(model, num_classes)
+    if path and head:
+        zero_init_classifier(model)
     if path:
         log.info("torchvision/%s: loaded %d tensors from %s; head re-initialised: %s; input conv adapted: %s",
                  model_name, loaded, path, head or "no", stem or "no")

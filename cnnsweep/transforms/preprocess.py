@@ -149,7 +149,12 @@ class Preprocess:
                   clahe_clip=cfg.clahe_clip, clahe_grid=cfg.clahe_grid, standardize=cfg.normalize,
                   mean=(0.0,) * c, std=(1.0,) * c)
         prepared = pre.prepare(train_images)
-        if cfg.normalize:
+        if cfg.mean is not None:  # fixed, e.g. a pretrained backbone's own: its features expect that scale
+            if len(cfg.mean) not in (1, c):
+                raise ValueError(f"data.mean/data.std: {len(cfg.mean)} values for {c}-channel images")
+            pre = dataclasses.replace(pre, mean=tuple(cfg.mean) * (c // len(cfg.mean)),
+                                      std=tuple(cfg.std) * (c // len(cfg.std)))
+        elif cfg.normalize:
             mean, std = channel_stats(prepared)
             pre = dataclasses.replace(pre, mean=mean, std=std)
         return pre, prepared

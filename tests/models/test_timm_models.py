@@ -88,6 +88,8 @@ def test_local_file_loads_backbone_and_reinitialises_head(tmp_path, no_network, 
     model = build_model(ModelConfig(name=f"timm/{ARCH}", pretrained=True, weights=str(path)), 5, 3, 32)
     _assert_backbone_loaded(model, saved)
     assert model.fc.weight.shape == (5, saved["fc.weight"].shape[1])
+    # the new head starts at zero: loss ln(5) at the first step, no random gradients into the backbone
+    assert not model.fc.weight.any() and not model.fc.bias.any()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
 
 

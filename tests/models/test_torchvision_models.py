@@ -67,6 +67,13 @@ def test_same_class_count_keeps_the_file_head(tmp_path):
     assert all(torch.equal(v, src.state_dict()[k]) for k, v in model.state_dict().items())
 
 
+def test_new_linear_head_on_loaded_weights_starts_at_zero(tmp_path):
+    torch.save(create_model("torchvision/resnet18", 1000).state_dict(), tmp_path / "r.pth")
+    model = create_model("torchvision/resnet18", 10, pretrained=True, weights=str(tmp_path / "r.pth"))
+    assert model.fc.out_features == 10 and not model.fc.weight.any() and not model.fc.bias.any()
+    assert create_model("torchvision/resnet18", 10).fc.weight.any()  # from scratch: torchvision's own init
+
+
 @needs_weights
 @pytest.mark.parametrize("channels", [3, 1])
 def test_real_squeezenet_loads_strictly(channels):
@@ -78,6 +85,7 @@ def test_real_squeezenet_loads_strictly(channels):
     for k, v in own.items():
         if k.startswith("classifier.1."):
             assert v.shape[0] == 10  # fresh head for 10 classes
+            assert k.endswith("bias") or v.std() > 0  # a ReLU follows this conv head: zero would pass no gradient
         elif k == "features.0.weight" and channels == 1:
             assert torch.allclose(v, saved[k].sum(dim=1, keepdim=True))  # timm's adapt_input_conv
         else:

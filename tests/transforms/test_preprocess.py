@@ -71,6 +71,30 @@ def test_normalize_off_only_rescales():
     torch.testing.assert_close(pre(x), x.float() / 255)
 
 
+def test_fixed_mean_std_replace_the_measured_ones():
+    """data.mean/std (a pretrained backbone's own normalization): used as given, one value = every channel."""
+    x = random_images()
+    pre = Preprocess.fit(DataConfig(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]), x)
+    assert pre.mean == (0.5, 0.5, 0.5) and pre.std == (0.5, 0.5, 0.5)
+    torch.testing.assert_close(pre(x), x.float() / 255 * 2 - 1)
+    assert Preprocess.fit(DataConfig(mean=[0.25], std=[0.5]), x).mean == (0.25, 0.25, 0.25)
+    with pytest.raises(ValueError, match="3 values for 1-channel"):
+        Preprocess.fit(DataConfig(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]), random_images(c=1))
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"mean": [0.5]}, "set both or neither"),
+    ({"mean": [0.5] * 3, "std": [0.5]}, "the same count"),
+    ({"mean": [0.5] * 3, "std": [0.5] * 3, "grayscale": True}, "one value each"),
+    ({"mean": [0.5], "std": [0.5], "normalize": False}, "need data.normalize"),
+    ({"mean": [2.0], "std": [0.5]}, "0..1"),
+    ({"mean": [0.5], "std": [0.0]}, "0..1"),
+])
+def test_bad_fixed_mean_std_are_config_errors(fields, match):
+    with pytest.raises(ValueError, match=match):
+        DataConfig(**fields)
+
+
 def test_fit_in_chunks_equals_fit_at_once(gtsrb_sample, monkeypatch):
     cfg, x = DataConfig(equalize="clahe", image_size=40), gtsrb_sample[:96]
     whole, prepared = Preprocess.fit_prepare(cfg, x)
