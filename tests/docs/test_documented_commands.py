@@ -50,7 +50,8 @@ RUNS = {
     "cnnsweep tune sweeps/quickstart.yaml --output runs/quickstart": "make demo runs it",
     ".venv/bin/cnnsweep tune sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --set search.num_samples=6 "
     "--output runs/gtsrb": "SMALL_GTSRB, 3 samples",
-    ".venv/bin/cnnsweep tune sweeps/ablation.yaml --set data.root=../shared/data/gtsrb": "SMALL_GTSRB, one variant, one seed",
+    ".venv/bin/cnnsweep tune sweeps/ablation.yaml --set data.root=../shared/data/gtsrb": "SMALL_GTSRB, one variant, "
+    "one seed, no end-of-sweep analysis (the gtsrb line above runs one)",
     ".venv/bin/cnnsweep tune SWEEP --output runs/x --resume": "tests/distributed/test_tune.py runs it (`cnnsweep tune "
     "SWEEP --output OUT --resume` after a SIGKILL)",
     ".venv/bin/tensorboard --logdir runs/quickstart": "as written (+ a free port), until it answers",
@@ -184,7 +185,8 @@ def test_tune_commands(demo, project):
     run(".venv/bin/cnnsweep tune sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --set search.num_samples=6 "
         f"--output runs/gtsrb {SMALL_GTSRB} --set search.num_samples=3", project, timeout=900)
     assert len((project / "runs" / "gtsrb" / "leaderboard.csv").read_text().splitlines()) == 4
-    one_variant = "--set search.seeds=[0] --set 'search.ablation={dropout: {model.dropout: 0.3}}'"
+    one_variant = ("--set search.seeds=[0] --set 'search.ablation={dropout: {model.dropout: 0.3}}' "
+                   "--set search.analyze=false")
     run(f".venv/bin/cnnsweep tune sweeps/ablation.yaml --set data.root=../shared/data/gtsrb {SMALL_GTSRB} "
         f"{one_variant} --output runs/ablation", project, timeout=900)
     assert "dropout" in (project / "runs" / "ablation" / "ablation.csv").read_text()
