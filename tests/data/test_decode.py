@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import warnings
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from image_bytes import EPS, png_header
 from PIL import EpsImagePlugin, Image
 
 from cnnsweep.data import DataError, create_dataset
 from cnnsweep.data import decode
-
-EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n"
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that declares width x height (1-bit gray) but holds no pixel data: a few dozen bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 def _png(size=(8, 8), color=(1, 2, 3)) -> bytes:

@@ -4,27 +4,15 @@ image, 413 for a declared size over the limit (ours or Pillow's), checked before
 from __future__ import annotations
 
 import io
-import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
+from image_bytes import EPS, png_header
 from PIL import EpsImagePlugin, Image
 
 from cnnsweep.serving.http_error import HttpError
 from cnnsweep.serving.images import decode_image, load_pixels, open_image
-
-EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n"
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that declares width x height (1-bit gray) but holds no pixel data: a few dozen bytes."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 def _encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
