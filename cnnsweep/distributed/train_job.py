@@ -63,11 +63,23 @@ def run_train_job(cfg: RunConfig, output: Optional[str] = None, address: Optiona
     with hold_output_lock(out):
         prepare_output(cfg, out, resume)
         dataset = load_dataset(cfg.data)  # data errors surface here, before Ray starts (nothing written yet)
+        _check_model(cfg)
         if not resume:
             save_config(cfg, out / CONFIG_FILE)  # the resolved config, next to the results
         summary = _train(cfg, out, address, dataset, on_epoch, resume)
         save_result(out, summary)
     return summary
+
+
+def _check_model(cfg: RunConfig) -> None:
+    """A model that cannot be built here (unknown name, a missing weights file, no reachable pretrained
+    weights) is refused before Ray starts, not by every training worker after it."""
+    from cnnsweep.models import ModelError
+    from cnnsweep.models.availability import model_problem
+
+    problem = model_problem(cfg.model.name, cfg.model.pretrained, cfg.model.weights)
+    if problem is not None:
+        raise ModelError(problem)
 
 
 def _train(cfg: RunConfig, out: Path, address: Optional[str], dataset: Any,

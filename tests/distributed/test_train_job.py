@@ -86,6 +86,17 @@ def test_cli_train_used_output_exits_2_with_one_line(tmp_path, no_ray):
     assert result.exit_code == 2 and "--resume needs --output" in result.output
 
 
+def test_cli_train_with_a_missing_weights_file_exits_2_before_ray(tmp_path, no_ray):
+    from cnnsweep.cli import app
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(json.dumps(TINY | {"model": {"name": "timm/resnet18", "pretrained": True,
+                                                "weights": str(tmp_path / "absent.pth")}}))
+    result = CliRunner().invoke(app, ["train", str(cfg), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output  # ReachedRay would be exit 1 with a traceback
+    assert "model.weights: file not found" in result.output and "Traceback" not in result.output
+
+
 def test_result_json_survives_a_failed_rewrite(tmp_path, disk_full_after):
     from cnnsweep.distributed.train_job import save_result
 
