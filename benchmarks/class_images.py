@@ -74,8 +74,9 @@ def measure(a, b, settings, label: str, seed: int, out: Path) -> dict:
     seconds = time.perf_counter() - start
     rate_b, pred_b = top1_rate(b.model, b.preprocess, images, classes)
     rate_a, _ = top1_rate(a.model, a.preprocess, images, classes)
-    save_class_image_grid(images, probs, classes, a.class_names, out / f"{label.split()[0]}_seed{seed}.png")
-    return {"method": label, "seed": seed, "steps": settings.steps, "seconds": round(seconds, 1),
+    name = label.split()[0] + ("_" + settings.objective if hasattr(settings, "tv") else "")
+    save_class_image_grid(images, probs, classes, a.class_names, out / f"{name}_seed{seed}.png")
+    return {"method": label, "seed": seed, "steps": settings.steps, "objective": settings.objective, "seconds": round(seconds, 1),
             "recognized_by_b": round(rate_b, 4), "top1_of_a": round(rate_a, 4),
             "mean_p_a": round(float(probs.mean()), 4), "b_predicted": pred_b}
 
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--skip-old", action="store_true", help="only the new method (the old one is slow here)")
     parser.add_argument("--steps", type=int, default=None, help="new method's steps (default: its default)")
     parser.add_argument("--copies", type=int, default=None, help="new method's random copies per step")
+    parser.add_argument("--objectives", nargs="+", default=["logit", "log_prob"],
+                        help="new method's objectives to compare: logit (score before softmax), log_prob")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.output)
@@ -103,7 +106,7 @@ def main() -> None:
     a, b = (load_model_from_checkpoint(paths[n]) for n in ("a", "b"))
     changed = {k: v for k, v in (("steps", args.steps), ("copies", args.copies)) if v is not None}
     methods = [("old (pixel space)", PixelSettings())] * (not args.skip_old)
-    methods.append(("new (Fourier, robust)", ClassImageSettings(**changed)))
+    methods += [(f"new (Fourier, robust, {o})", ClassImageSettings(objective=o, **changed)) for o in args.objectives]
     for seed in args.seeds:
         for label, s in methods:
             print(json.dumps(measure(a, b, s, label, seed, out)), flush=True)

@@ -1,7 +1,8 @@
 """Accuracy of a sweep file's base config as `cnnsweep train` would train it, by the bare engine in one
 process (`fit`, LocalHooks, 2 torch threads): val/acc per epoch, and test/acc at the end where the dataset
 has a test split (MNIST's official t10k digits). `--set`-style overrides follow the sweep file; the data
-root defaults to the dataset's folder in ../shared/data.
+root defaults to the dataset's folder in ../shared/data. The one process trains on the whole effective batch
+(scaling.num_workers=1 unless overridden), as `cnnsweep train`'s workers do together.
 
     .venv/bin/python benchmarks/train_accuracy.py sweeps/mnist.yaml
     .venv/bin/python benchmarks/train_accuracy.py sweeps/mnist.yaml model.width=32 train.epochs=1
@@ -27,7 +28,7 @@ SHOWN = ("epoch", "train/loss", "train/seconds", "val/acc", "val/loss", "test/ac
 def main(path: str, overrides: list[str]) -> None:
     torch.set_num_threads(2)
     root = DATA_ROOTS.get(load_config(path).data.name)
-    cfg = load_config(path, ([f"data.root={root}"] if root else []) + overrides)
+    cfg = load_config(path, ([f"data.root={root}"] if root else []) + ["scaling.num_workers=1"] + overrides)
     start = time.perf_counter()
     history: list[dict] = []
 
