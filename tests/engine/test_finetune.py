@@ -13,7 +13,7 @@ from cnnsweep.engine import fit
 
 REPO = Path(__file__).resolve().parents[2]
 WEIGHTS = REPO.parent / "shared" / "weights"
-SMALL = ["data.max_train_samples=640", "data.max_val_samples=200", "train.epochs=1", "train.batch_size=32",
+SMALL = ["data.image_size=64", "data.max_train_samples=640", "data.max_val_samples=200", "train.epochs=1", "train.batch_size=32",
          "scaling.num_workers=1"]
 
 pytestmark = pytest.mark.data
