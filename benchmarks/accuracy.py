@@ -1,9 +1,13 @@
-"""Validation accuracy per epoch (and wall time) of run configs, trained with the bare engine (no Ray).
+"""Validation accuracy per epoch (and wall time) of run configs, trained with the bare engine (no Ray);
+test accuracy too where the dataset has a test split (MNIST's official t10k digits).
 
-    .venv/bin/python benchmarks/gtsrb_accuracy.py sweeps/gtsrb_peer.yaml sweeps/gtsrb.yaml
-    .venv/bin/python benchmarks/gtsrb_accuracy.py sweeps/gtsrb_long.yaml --tta
-    .venv/bin/python benchmarks/gtsrb_accuracy.py sweeps/ahe.yaml --data ../shared/data/ahe64 --set train.epochs=4
-    .venv/bin/python benchmarks/gtsrb_accuracy.py --checkpoint runs/gtsrb_long [--data ../shared/data/gtsrb]
+    .venv/bin/python benchmarks/accuracy.py sweeps/gtsrb_peer.yaml sweeps/gtsrb.yaml
+    .venv/bin/python benchmarks/accuracy.py sweeps/gtsrb_long.yaml --tta
+    .venv/bin/python benchmarks/accuracy.py sweeps/ahe.yaml --set train.epochs=4
+    .venv/bin/python benchmarks/accuracy.py sweeps/mnist.yaml
+    .venv/bin/python benchmarks/accuracy.py sweeps/ahe_finetune.yaml \
+        --set model.weights=../shared/weights/tf_efficientnet_lite0.in1k.pth
+    .venv/bin/python benchmarks/accuracy.py --checkpoint runs/gtsrb_long [--data ../shared/data/gtsrb]
 
 Each config is trained in this one process on `--threads` CPU threads with `scaling.num_workers=1`
 but the same effective batch and micro-batch as its file says: `sweeps/gtsrb.yaml`'s 2 Ray workers x
@@ -36,6 +40,8 @@ from cnnsweep.engine.amp import resolve_amp
 from cnnsweep.transforms import AugmentParams, BatchAugment, Preprocess
 
 RESULTS = Path(__file__).parent / "results" / "accuracy.jsonl"
+DATA_ROOTS = {"gtsrb_pickle": "../shared/data/gtsrb", "image_folder": "../shared/data/ahe64",
+              "mnist": "../shared/data/mnist"}  # --data's default, by the config's data.name
 TTA_SHIFTS_PX = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # (dx, dy) in pixels
 
 
@@ -87,7 +93,8 @@ def run_one(path: str, overrides: list[str], tta: bool, threads: int) -> dict:
               "batch_size": cfg.train.batch_size, "micro_batch_size": micro,
               "train_images": len(dataset.train), "val_images": len(dataset.valid),
               "val_acc": result.metrics["val/acc"], "val_loss": result.metrics["val/loss"],
-              "val_f1_macro": result.metrics["val/f1_macro"], "seconds": round(result.seconds, 1),
+              "val_f1_macro": result.metrics["val/f1_macro"], "test_acc": result.metrics.get("test/acc"),
+              "seconds": round(result.seconds, 1),
               "per_epoch": [{"epoch": int(m["epoch"]) + 1, "val_acc": m["val/acc"], "val_loss": m["val/loss"],
                              "train_s": round(m["train/seconds"], 1), "wall_s": round(m["wall_s"], 1)}
                             for m in result.history],
@@ -121,31 +128,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", nargs="*", help="run/sweep YAML files, trained one after the other")
     parser.add_argument("--checkpoint", help="score this saved run/checkpoint instead of training")
-    parser.add_argument("--data", default="../shared/data/gtsrb", help="data.root for every config")
+    parser.add_argument("--data", help="data.root for every config [the dataset's folder in ../shared/data]")
     parser.add_argument("--set", action="append", default=[], dest="overrides", help="dotted.key=value")
     parser.add_argument("--tta", action="store_true", help="also score the final model with shift TTA")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", default=str(RESULTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if not Path(args.data).exists():
-        raise SystemExit(f"--data {args.data}: not found (see ../shared/data/README.md)")
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.checkpoint:
         with open(out, "a") as f:
-            f.write(json.dumps(score_checkpoint(args.checkpoint, args.data)) + "\n")
+            f.write(json.dumps(score_checkpoint(args.checkpoint, _data_root(args.data, "gtsrb_pickle"))) + "\n")
         return
     for path in args.configs:
         try:
-            load_config(path, [f"data.root={args.data}"] + args.overrides)  # fail before training, one line
+            root = _data_root(args.data, load_config(path).data.name)
+            load_config(path, [f"data.root={root}"] + args.overrides)  # fail before training, one line
         except ConfigError as err:
             print(f"{path}: {err}".replace("\n", "; "), file=sys.stderr)
             raise SystemExit(2) from None
-        record = run_one(path, [f"data.root={args.data}"] + args.overrides, args.tta, args.threads)
+        record = run_one(path, [f"data.root={root}"] + args.overrides, args.tta, args.threads)
         with open(out, "a") as f:
             f.write(json.dumps(record) + "\n")
-        print(json.dumps({k: record[k] for k in ("config", "overrides", "val_acc", "seconds")}), flush=True)
+        print(json.dumps({k: record[k] for k in ("config", "overrides", "val_acc", "test_acc", "seconds")}),
+              flush=True)
+
+
+def _data_root(given: str | None, dataset: str) -> str:
+    root = given or DATA_ROOTS.get(dataset, "")
+    if not Path(root).exists():
+        raise SystemExit(f"--data {root or '(none)'}: not found (see ../shared/data/README.md)")
+    return root
 
 
 if __name__ == "__main__":
