@@ -16,6 +16,8 @@ and the optimizer the same 128 per step. Appends one JSON line per run to
 benchmarks/results/accuracy.jsonl (config, overrides, per-epoch val/acc, val/loss, seconds, machine)
 and prints a line per epoch. `--tta` also scores the final model on the validation split with
 test-time augmentation (softmax averaged over the image and its 1 px shifts) to see whether it pays.
+With `train.ema_decay` the record also has `val_acc_last_step` (and `test_acc_last_step`): the same run's
+last-step weights, so one run compares the moving average with the weights it averages.
 `--checkpoint RUN_OR_FILE` trains nothing: it scores a saved model (e.g. a `cnnsweep train` run) on the
 validation split, plain and with TTA, and appends that record instead.
 """
@@ -100,6 +102,14 @@ def run_one(path: str, overrides: list[str], tta: bool, threads: int) -> dict:
                             for m in result.history],
               "threads": threads, "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
               "date": time.strftime("%Y-%m-%d %H:%M")}
+    if hooks.state is not None and hooks.state.training_model is not None:  # train.ema_decay: the same run's
+        # last-step weights (hooks.model: what the optimizer trained) against the average (val_acc, test_acc)
+        splits = {"val": dataset.valid, "test": dataset.test}
+        for prefix, split in splits.items():
+            if split is not None and len(split):
+                acc = tta_accuracy(hooks.model, hooks.state, split.images, split.labels, shifts=[(0, 0)])
+                record[f"{prefix}_acc_last_step"] = acc
+                print(f"[{label}] last step's weights, no average: {prefix}/acc {acc:.4f}", flush=True)
     if tta:
         record["val_acc_tta"] = tta_accuracy(hooks.model, hooks.state, dataset.valid.images, dataset.valid.labels)
         print(f"[{label}] TTA ({len(TTA_SHIFTS_PX)} views): val/acc {record['val_acc_tta']:.4f}", flush=True)

@@ -65,7 +65,8 @@ class CheckpointState(BaseModel):
 
     version: int = FORMAT_VERSION
     config: dict[str, Any]  # config_to_dict(RunConfig); from_saved_config validates it on use
-    model: StateDict
+    model: StateDict  # the weights to use: the moving average when train.ema_decay is set
+    training_model: Optional[StateDict] = None  # with train.ema_decay, the optimizer's own weights (to resume)
     optimizer: Optional[StateDict] = None
     scheduler: Optional[StateDict] = None
     scaler: Optional[StateDict] = None

@@ -260,6 +260,10 @@ class TrainConfig(Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="probability mass spread over the other classes")
     grad_clip: Optional[float] = Field(None, gt=0, description="largest global L2 norm of the gradients; "
                                        "null = no clipping")
+    ema_decay: Optional[float] = Field(None, gt=0, lt=1, description="exponential moving average of the "
+                                       "weights, per optimizer step (warmed up: early steps average over "
+                                       "fewer); the average is what is evaluated, saved and exported; "
+                                       "null = the last step's weights")
     seed: int = Field(0, description="seed of initialisation, shuffling, augmentation and dropout")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (slower)")
     eval_batch_size: int = Field(512, gt=0, description="images per validation forward pass")

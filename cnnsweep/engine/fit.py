@@ -19,6 +19,7 @@ from cnnsweep.checkpoint import CheckpointError, CheckpointState, ModelArgs
 from cnnsweep.config import RunConfig, config_to_dict
 from cnnsweep.data import DeviceBatches, ImageDataset, build_epoch_indices, class_weights
 from cnnsweep.engine.amp import build_scaler, resolve_amp
+from cnnsweep.engine.ema import WeightAverage, build_weight_average
 from cnnsweep.engine.evaluate import evaluate
 from cnnsweep.engine.hooks import FitHooks
 from cnnsweep.engine.optim import build_optimizer, build_scheduler, split_weight_decay
@@ -52,6 +53,7 @@ class _Run:
     augment: Any
     balance_augment: Any
     warmup: Optional[BackboneWarmup] = None  # model.freeze_epochs
+    average: Optional[WeightAverage] = None  # train.ema_decay: evaluated and saved in the model's place
     start_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -97,7 +99,7 @@ def _build_run(cfg: RunConfig, dataset: ImageDataset, hooks: FitHooks) -> _Run:
     # after the optimizer: its groups hold the backbone, which gets gradients again once unfrozen
     warmup = BackboneWarmup(model, cfg.model.freeze_epochs) if cfg.model.freeze_epochs else None
     return _Run(cfg, hooks, preprocess, splits, list(dataset.class_names), model, step, batches,
-                augment, balance_augment, warmup)
+                augment, balance_augment, warmup, build_weight_average(model, cfg.train.ema_decay))
 
 
 _RESUME_PARTS = ("optimizer", "scheduler", "scaler", "epoch")  # optional in a checkpoint, needed to resume
@@ -111,7 +113,11 @@ def _resume(run: _Run) -> None:
     if missing:  # e.g. a checkpoint written for inference only
         raise CheckpointError(f"the checkpoint to resume from has no {', '.join(missing)}: it cannot continue "
                               "a training run")
-    run.model.load_state_dict(state.model)
+    # with an average, `model` holds the average and `training_model` the optimizer's weights; a
+    # checkpoint from before the average was turned on has only `model`: both start from it
+    run.model.load_state_dict(state.training_model if state.training_model is not None else state.model)
+    if run.average is not None:
+        run.average.module.load_state_dict(state.model)
     run.step.optimizer.load_state_dict(state.optimizer)
     run.step.scheduler.load_state_dict(state.scheduler)
     run.step.scaler.load_state_dict(state.scaler)
@@ -137,6 +143,8 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
         if run.balance_augment is not None and mask is not None and bool(mask.any()):
             x = run.balance_augment(x, generator=gen, mask=mask)  # oversampled duplicates: always augmented
         out = train_step(run.step, x, y, run.preprocess.normalize)
+        if run.average is not None:
+            run.average.update(run.model, num_steps=run.step.scheduler.last_epoch)  # counts optimizer steps
         loss_sum, correct, seen = loss_sum + out["loss"] * out["n"], correct + out["correct"], seen + out["n"]
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -150,7 +158,8 @@ def _evaluate_split(run: _Run, name: str, prefix: str) -> dict[str, float]:
     if name not in run.splits:
         return {}
     images, labels = run.splits[name]
-    return evaluate(run.step.model, images, labels, run.preprocess.normalize,
+    model = run.average.module if run.average is not None else run.step.model
+    return evaluate(model, images, labels, run.preprocess.normalize,
                     num_classes=len(run.class_names), prefix=prefix, batch_size=run.cfg.train.eval_batch_size,
                     amp=run.step.amp, rank=run.hooks.rank, world_size=run.hooks.world_size)
 
@@ -158,7 +167,9 @@ def _evaluate_split(run: _Run, name: str, prefix: str) -> dict[str, float]:
 def checkpoint_state(run: _Run, epoch: int, metrics: dict[str, float]) -> CheckpointState:
     """Everything needed to resume training or to rebuild the model for inference and export."""
     return CheckpointState(
-        config=config_to_dict(run.cfg), epoch=epoch, model=run.model.state_dict(),
+        config=config_to_dict(run.cfg), epoch=epoch,
+        model=(run.average.module if run.average is not None else run.model).state_dict(),
+        training_model=run.model.state_dict() if run.average is not None else None,
         optimizer=run.step.optimizer.state_dict(), scheduler=run.step.scheduler.state_dict(),
         scaler=run.step.scaler.state_dict(), preprocess=run.preprocess.to_dict(), class_names=run.class_names,
         model_args=ModelArgs(num_classes=len(run.class_names), in_channels=run.preprocess.in_channels,

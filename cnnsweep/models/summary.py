@@ -9,7 +9,8 @@ Memory (estimates, in bytes, fp32 weights):
 - inference, one image: weights + buffers + the largest (layer input + layer output) pair;
 - training, a mini-batch: weights + buffers + gradients (trainable params) + optimizer state
   (adam/adamw 2 slots per trainable param, sgd with momentum / nesterov 1, plain sgd 0, rmsprop 1
-  plus 1 with momentum) + activations kept for backward ~ the sum of every layer's output x batch,
+  plus 1 with momentum) + the moving average's copy of weights and buffers (`train.ema_decay`)
+  + activations kept for backward ~ the sum of every layer's output x batch,
   halved under AMP (fp16/bf16 activations).
 Not included: the CUDA context (~0.3-0.5 GiB) and allocator slack; `suggest_micro_batch` keeps
 `headroom` for them.
@@ -51,6 +52,7 @@ class ModelSummary:
     weight_bytes: int  # parameters + buffers (BN running stats)
     grad_bytes: int  # one gradient per trainable parameter
     optimizer_bytes: int  # optimizer state for the trainable parameters
+    average_bytes: int  # train.ema_decay: the averaged copy of weights + buffers (0 without)
     activation_bytes_per_image: int  # kept for backward (AMP-scaled)
     inference_activation_bytes: int  # peak live activations, one image, fp32
     batch_size: int  # mini-batch of the training estimate (per worker, per micro-step)
@@ -65,7 +67,7 @@ class ModelSummary:
         return self.weight_bytes + self.inference_activation_bytes
 
     def training_bytes_for(self, batch_size: int) -> int:
-        return (self.weight_bytes + self.grad_bytes + self.optimizer_bytes
+        return (self.weight_bytes + self.grad_bytes + self.optimizer_bytes + self.average_bytes
                 + batch_size * self.activation_bytes_per_image)
 
     @property
@@ -152,7 +154,7 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict, list[t
 
 def summarize(model: nn.Module, input_shape: tuple[int, int, int], *, batch_size: int,
               optimizer: str = "adamw", momentum: float = 0.9, amp: bool = False,
-              model_name: str = "") -> ModelSummary:
+              model_name: str = "", weight_average: bool = False) -> ModelSummary:
     """Per-layer table, parameter counts, FLOPs per image and memory estimates (see module doc)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -172,6 +174,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], *, batch_size
         trainable_params=sum(p.numel() for p in params if p.requires_grad), flops=flops,
         weight_bytes=weight_bytes, grad_bytes=trainable_bytes,
         optimizer_bytes=optimizer_slots(optimizer, momentum) * trainable_bytes,
+        average_bytes=weight_bytes if weight_average else 0,
         activation_bytes_per_image=int(saved * (AMP_ACTIVATION_FACTOR if amp else 1.0)),
         inference_activation_bytes=max((i + o for i, o in calls), default=0) * FP32_BYTES,
         batch_size=batch_size, optimizer=optimizer, amp=amp)
@@ -270,6 +273,7 @@ def _totals_table(s: ModelSummary) -> Any:
         (f"training, batch {s.batch_size} ({s.optimizer}, {amp})", format_bytes(s.training_bytes)),
         ("  weights + gradients", f"{format_bytes(s.weight_bytes)} + {format_bytes(s.grad_bytes)}"),
         ("  optimizer state", format_bytes(s.optimizer_bytes)),
+        *([("  weight average (train.ema_decay)", format_bytes(s.average_bytes))] if s.average_bytes else []),
         ("  activations for backward", format_bytes(act)),
     ]:
         table.add_row(k, v)
@@ -310,7 +314,8 @@ def summarize_config(cfg: Any, memory: str | int | None = None) -> ModelSummary:
     model_cfg = cfg.model.model_copy(update={"pretrained": False, "weights": None})
     model = build_model(model_cfg, dataset.num_classes, shape[0], shape[1])
     summary = summarize(model, shape, batch_size=cfg.micro_batch, optimizer=cfg.optim.name,
-                        momentum=cfg.optim.momentum, amp=cfg.train.amp != "off", model_name=cfg.model.name)
+                        momentum=cfg.optim.momentum, amp=cfg.train.amp != "off", model_name=cfg.model.name,
+                        weight_average=cfg.train.ema_decay is not None)
     per_worker = cfg.train.batch_size // cfg.scaling.num_workers
     if budget is not None:
         summary.memory_budget = budget

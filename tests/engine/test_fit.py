@@ -31,8 +31,9 @@ def digits():
     return load_dataset(validate_config(BASE).data)
 
 
-def test_fit_learns_and_checkpoints(digits, tmp_path):
-    cfg = _cfg(train={"epochs": 6, "micro_batch_size": 32})
+@pytest.mark.parametrize("ema_decay", [None, 0.99])
+def test_fit_learns_and_checkpoints(digits, tmp_path, ema_decay):
+    cfg = _cfg(train={"epochs": 6, "micro_batch_size": 32, "ema_decay": ema_decay})
     result = fit(cfg, digits, LocalHooks(output=tmp_path, num_to_keep=2))
     assert result.epochs == 6 and result.metrics["val/acc"] > 0.85  # chance is 0.10
     assert {"train/loss", "val/loss", "val/acc", "val/f1_macro", "images_per_s"} <= result.metrics.keys()
@@ -46,10 +47,16 @@ def test_fit_learns_and_checkpoints(digits, tmp_path):
     logits = predict_logits(loaded.model, digits.valid.images, loaded.preprocess, batch_size=256, amp=amp)
     acc = (logits.argmax(1) == digits.valid.labels).float().mean().item()
     assert acc == pytest.approx(result.metrics["val/acc"], abs=1e-6)  # same preprocessing, same model
+    state = load_checkpoint(tmp_path / "checkpoints" / "epoch_0005")
+    if ema_decay is None:
+        assert state.training_model is None
+    else:  # the saved, evaluated model is the average, not the last step's weights
+        assert any(not torch.equal(state.model[k], state.training_model[k]) for k in state.model)
 
 
-def test_resume_continues_where_it_stopped(digits, tmp_path):
-    cfg = _cfg(train={"epochs": 4}, augment={"rotation": 5})
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_continues_where_it_stopped(digits, tmp_path, ema_decay):
+    cfg = _cfg(train={"epochs": 4, "ema_decay": ema_decay}, augment={"rotation": 5})
     full = fit(cfg, digits, LocalHooks(output=tmp_path / "full"))
     with pytest.raises(_Interrupted):  # killed after epoch 1's checkpoint
         fit(cfg, digits, _StopAfter(LocalHooks(output=tmp_path / "a"), epochs=2))
@@ -57,10 +64,13 @@ def test_resume_continues_where_it_stopped(digits, tmp_path):
     resumed = fit(cfg, digits, LocalHooks(output=tmp_path / "b", resume_from=tmp_path / "a" / "checkpoints"))
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
     # deterministic CPU training: resuming gives exactly the uninterrupted run's final weights
-    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "epoch_0003").model
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "epoch_0003").model
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "epoch_0003")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "epoch_0003")
+    for part in ("model", "training_model"):  # with an average, both it and the optimizer's weights
+        if ema_decay is None and part == "training_model":
+            continue
+        for k in getattr(a, part):
+            torch.testing.assert_close(getattr(a, part)[k], getattr(b, part)[k], msg=f"{part}.{k}")
     assert resumed.metrics["val/acc"] == pytest.approx(full.metrics["val/acc"])
 
 

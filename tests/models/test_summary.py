@@ -41,6 +41,8 @@ def test_hand_computed_memory():
     assert s.activation_bytes_per_image == (192 + 256 + 256 + 256 + 5) * 4
     assert s.inference_activation_bytes == (256 + 256) * 4  # the largest input+output pair
     assert s.training_bytes == 4 * weights + 16 * s.activation_bytes_per_image
+    averaged = summarize(_tiny(), (3, 8, 8), batch_size=16, optimizer="adamw", weight_average=True)
+    assert averaged.training_bytes == s.training_bytes + weights  # train.ema_decay: one more copy
 
 
 @pytest.mark.parametrize("optimizer,momentum,slots", [("sgd", 0.0, 0), ("sgd", 0.9, 1), ("nesterov", 0.9, 1),
