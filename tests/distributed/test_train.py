@@ -89,3 +89,21 @@ def test_train_resume_continues_an_interrupted_run_from_its_last_checkpoint(ray_
     assert epochs == [1, 2], epochs  # from scratch would be [0, 1, 2]
     assert summary["epochs"] == 3 and load_checkpoint(summary["checkpoint"]).epoch == 2
     assert json.loads((out / "result.json").read_text())["epochs"] == 3
+
+
+def test_the_train_poll_interval_is_shortened_unless_the_user_set_one(monkeypatch, tmp_path):
+    """Each epoch lasts at least one of the controller's polling intervals (see TRAIN_POLL_ENV)."""
+    import os
+
+    from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE, HEALTH_CHECK_INTERVAL_S_ENV_VAR
+
+    from cnnsweep.distributed.train import TRAIN_POLL_ENV, TRAIN_POLL_INTERVAL_S, build_trainer
+
+    # the variable Ray's controller reads, and passes from the process that starts the run to its workers
+    assert TRAIN_POLL_ENV == HEALTH_CHECK_INTERVAL_S_ENV_VAR and TRAIN_POLL_ENV in ENV_VARS_TO_PROPAGATE
+    monkeypatch.delenv(TRAIN_POLL_ENV, raising=False)
+    build_trainer(validate_config({}), None, storage_path=str(tmp_path), name="t")
+    assert os.environ[TRAIN_POLL_ENV] == TRAIN_POLL_INTERVAL_S
+    monkeypatch.setenv(TRAIN_POLL_ENV, "3")
+    build_trainer(validate_config({}), None, storage_path=str(tmp_path), name="t")
+    assert os.environ[TRAIN_POLL_ENV] == "3"
