@@ -25,7 +25,7 @@ from cnnsweep import metrics as M
 from cnnsweep.checkpoint import CheckpointState, load_checkpoint, save_checkpoint
 from cnnsweep.config import ConfigError, RunConfig, config_to_dict, validate_config
 from cnnsweep.data import ImageDataset, load_dataset
-from cnnsweep.engine import FitHooks, fit
+from cnnsweep.engine.hooks import FitHooks  # not the whole engine: see train_loop_per_worker
 
 HISTORY_FILE = "history.jsonl"
 RUN_NAME = "train"  # the Ray Train run's folder under a `cnnsweep train` output
@@ -91,6 +91,10 @@ def _maybe_crash_once(epoch: int, rank: int) -> None:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Entry point of each Ray Train worker process."""
+    # imported here, not at the top: Ray Train's controller and a Tune trial import this module too (to
+    # unpickle this function, to build the trainer), and neither needs the engine's seconds of imports
+    from cnnsweep.engine.fit import fit
+
     cfg = validate_config(loop_config["config"])
     threads = max(1, int(cfg.scaling.cpus_per_worker))
     torch.set_num_threads(threads)  # one intra-op thread per reserved CPU: no oversubscription
@@ -135,6 +139,28 @@ class TrainOutcome:
     output: str
 
 
+def _outcome(result: Any, output: Path) -> TrainOutcome:
+    best = result.get_best_checkpoint(M.DEFAULT_METRIC, M.MODES[M.DEFAULT_METRIC]) if result.best_checkpoints else None
+    return TrainOutcome(dict(result.metrics or {}), result.checkpoint.path if result.checkpoint else None,
+                        best.path if best else None, str(output))
+
+
+def load_finished_run(cfg: RunConfig, output: str | Path) -> Optional[TrainOutcome]:
+    """The outcome of the Ray Train run under `output` when its latest registered checkpoint is its last
+    epoch, read from the run's checkpoint index on disk (no Ray instance needed); None when there is no
+    such run or it has epochs left. A resumed run that has nothing left to train answers from this."""
+    out = Path(output).resolve()
+    if not (out / RUN_NAME).is_dir():
+        return None
+    try:
+        result = ray.train.Result.from_path(str(out / RUN_NAME))  # Ray: reads the run's checkpoint index
+    except (RuntimeError, ValueError, OSError, KeyError, TypeError):  # no index yet, or one we cannot read
+        return None
+    if result.checkpoint is None or int((result.metrics or {}).get(M.EPOCH, -1)) + 1 < cfg.train.epochs:
+        return None
+    return _outcome(result, out)
+
+
 def run_candidate(cfg: RunConfig, output: str | Path, dataset: Optional[ImageDataset] = None,
                   worker_env: Optional[dict[str, str]] = None, resume: bool = False) -> TrainOutcome:
     """Train one candidate with Ray Train on the connected Ray cluster; outputs go under `output`.
@@ -151,7 +177,4 @@ def run_candidate(cfg: RunConfig, output: str | Path, dataset: Optional[ImageDat
     history.unlink(missing_ok=True)
     trainer = build_trainer(cfg, ray.put(dataset), storage_path=str(out), name=RUN_NAME,  # Ray: object store
                             history_path=str(history), worker_env=worker_env)
-    result = trainer.fit()  # Ray: raises TrainingFailedError when retries are exhausted
-    best = result.get_best_checkpoint(M.DEFAULT_METRIC, M.MODES[M.DEFAULT_METRIC]) if result.best_checkpoints else None
-    return TrainOutcome(dict(result.metrics or {}), result.checkpoint.path if result.checkpoint else None,
-                        best.path if best else None, str(out))
+    return _outcome(trainer.fit(), out)  # Ray: fit raises TrainingFailedError when retries are exhausted

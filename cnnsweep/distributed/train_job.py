@@ -87,19 +87,27 @@ def _train(cfg: RunConfig, out: Path, address: Optional[str], dataset: Any,
     from cnnsweep.distributed import train as ray_train
     from cnnsweep.distributed.cluster import start_ray
 
+    finished = ray_train.load_finished_run(cfg, out) if resume else None
+    if finished is not None:  # every epoch is done: answer from its checkpoints, without starting Ray
+        notes = [*dataset.notes, f"{out}: all {cfg.train.epochs} epochs were already done; nothing was trained"]
+        return _summary(finished, notes, time.perf_counter())
     start_ray(address)
+    start = time.perf_counter()  # training time: Ray's start-up is not counted
     stop = threading.Event()
     follower = threading.Thread(target=_follow, args=(out.resolve() / ray_train.HISTORY_FILE,
                                                       on_epoch or (lambda m: None), stop), daemon=True)
-    start = time.perf_counter()
     follower.start()
     try:
         outcome = ray_train.run_candidate(cfg, out, dataset, resume=resume)
     finally:
         stop.set()
         follower.join()
+    return _summary(outcome, dataset.notes, start)
+
+
+def _summary(outcome: Any, notes: list[str], start: float) -> dict[str, Any]:
     m = outcome.metrics
     return {"val_acc": m.get(M.VAL_ACC), "val_f1_macro": m.get(M.VAL_F1), "test_acc": m.get(M.TEST_ACC),
             "checkpoint": outcome.checkpoint, "best_checkpoint": outcome.best_checkpoint,
             "epochs": int(m.get(M.EPOCH, -1)) + 1, "seconds": round(time.perf_counter() - start, 2),
-            "output": str(Path(outcome.output)), "notes": dataset.notes, "metrics": m}
+            "output": str(Path(outcome.output)), "notes": notes, "metrics": m}

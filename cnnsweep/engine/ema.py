@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from timm.utils import ModelEmaV3
 from torch import nn
 
 # timm's warmup power for short runs (2/3 suits ~1e5 steps, 3/4 ~1e4): at 3/4 the decay reaches 0.99
@@ -29,6 +28,10 @@ class WeightAverage:
     passes in (the scheduler's count: it is restored on resume, so the average needs no state of its own)."""
 
     def __init__(self, model: nn.Module, decay: float):
+        # imported here: timm pulls in torchvision.models and torch._dynamo (seconds per process), and
+        # every training process imports this module while few runs average their weights
+        from timm.utils import ModelEmaV3
+
         self.ema = ModelEmaV3(model, decay=decay, use_warmup=True, warmup_power=EMA_WARMUP_POWER)
         self.ema.module.requires_grad_(False)
 

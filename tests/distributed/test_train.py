@@ -65,9 +65,10 @@ def test_worker_crash_resumes_from_last_checkpoint(ray_session, tmp_path):
     assert load_checkpoint(outcome.checkpoint).epoch == 2
 
 
-def test_train_resume_continues_an_interrupted_run_from_its_last_checkpoint(ray_session, tmp_path):
+def test_train_resume_continues_an_interrupted_run_from_its_last_checkpoint(ray_session, tmp_path, monkeypatch):
     """A run dies at epoch 1 with no retries left; `train -o X` again is refused; `--resume` goes on
-    from epoch 0's checkpoint (the path `cnnsweep train --resume` takes: run_train_job)."""
+    from epoch 0's checkpoint (the path `cnnsweep train --resume` takes: run_train_job). Resuming it once
+    more, with every epoch done, answers from its checkpoints without training or starting Ray."""
     from ray.train import TrainingFailedError
 
     from cnnsweep.config import ConfigError, save_config
@@ -90,6 +91,19 @@ def test_train_resume_continues_an_interrupted_run_from_its_last_checkpoint(ray_
     assert summary["epochs"] == 3 and load_checkpoint(summary["checkpoint"]).epoch == 2
     assert json.loads((out / "result.json").read_text())["epochs"] == 3
 
+    history = (out / "history.jsonl").read_text()
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("a finished run was resumed through Ray")
+
+    monkeypatch.setattr(ray_train, "run_candidate", no_ray)
+    monkeypatch.setattr("cnnsweep.distributed.cluster.start_ray", no_ray)
+    again = run_train_job(cfg, output=str(out), resume=True)
+    assert (out / "history.jsonl").read_text() == history  # nothing trained
+    keys = ("val_acc", "val_f1_macro", "checkpoint", "best_checkpoint", "epochs", "metrics")
+    assert {k: again[k] for k in keys} == {k: summary[k] for k in keys}
+    assert "already done" in again["notes"][-1]
+
 
 def test_the_train_poll_interval_is_shortened_unless_the_user_set_one(monkeypatch, tmp_path):
     """Each epoch lasts at least one of the controller's polling intervals (see TRAIN_POLL_ENV)."""
@@ -107,3 +121,15 @@ def test_the_train_poll_interval_is_shortened_unless_the_user_set_one(monkeypatc
     monkeypatch.setenv(TRAIN_POLL_ENV, "3")
     build_trainer(validate_config({}), None, storage_path=str(tmp_path), name="t")
     assert os.environ[TRAIN_POLL_ENV] == "3"
+
+
+def test_the_controller_and_a_trial_import_no_engine():
+    """Ray Train's controller unpickles `train_loop_per_worker` and a Tune trial builds the trainer: both
+    import these modules, and neither needs the engine's torchvision and scikit-learn (seconds per process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cnnsweep.distributed.train, cnnsweep.distributed.tune.trial; "
+            "print(sorted(m for m in ('torchvision', 'sklearn', 'timm', 'cnnsweep.engine.fit') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
