@@ -179,6 +179,8 @@ class CNNModelConfig(ModelConfig):
                              "the head; 0 = none")
     stage_dropout: Optional[float] = Field(None, ge=0, lt=1, description="Dropout2d rate after each stage; "
                                            "null = dropout / 2")
+    stn: bool = Field(False, description="a spatial transformer in front of the stages: a small net predicts an "
+                      "affine warp of the input, learned end to end (starts as the identity)")
 
     _known_pooling = field_validator("pooling")(_registered(POOLINGS))
 

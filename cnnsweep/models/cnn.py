@@ -1,6 +1,7 @@
 """The configurable custom CNN family (`model.name: cnn`) that spans the assignments' ablations.
 
-    input -> stages[0] -> ... -> stages[S-1] -> head -> logits
+    input [-> stn] -> stages[0] -> ... -> stages[S-1] -> head -> logits
+    stn     = a spatial transformer (cnnsweep/models/stn.py) with model.stn: true
     stage i = convs_per_stage x (3x3 conv [-> BN] -> act), then downsample (pool or stride 2),
               then Dropout2d(stage_dropout, default dropout / 2)
     head    = gap: global average pool -> Dropout(dropout) -> Linear
@@ -29,6 +30,7 @@ import torch.nn as nn
 
 from cnnsweep.config import CNNModelConfig
 from cnnsweep.models.registry import ModelError, register_model
+from cnnsweep.models.stn import SpatialTransformer
 from cnnsweep.registry import POOLINGS as POOLING_REGISTRY
 
 MAX_WIDTH = 512  # channel cap for the doubling schedule (a width above it is kept, never raised)
@@ -144,7 +146,7 @@ class CNN(nn.Module):
                  num_stages: int = 3, width: int = 32, convs_per_stage: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, activation: str = "relu",
                  pooling: str = "max", head: str = "gap", head_hidden: int = 0,
-                 stage_dropout: float | None = None) -> None:
+                 stage_dropout: float | None = None, stn: bool = False) -> None:
         super().__init__()
         _check_args(num_stages, width, convs_per_stage, dropout, pooling, head, image_size)
         if head_hidden < 0 or not 0 <= (stage_dropout or 0) < 1:
@@ -162,6 +164,7 @@ class CNN(nn.Module):
             reduction *= 2 if new_side != side else 1
             self.feature_info.append({"num_chs": c_out, "reduction": reduction, "module": f"stages.{i}"})
             c_in, side = c_out, new_side
+        self.stn = SpatialTransformer(in_channels, image_size) if stn else None
         self.stages = nn.Sequential(*stages)
         self.head = _build_head(c_in, side, num_classes, head, dropout, head_hidden, activation)
         self.num_classes, self.num_features, self.final_side = num_classes, c_in, side
@@ -184,16 +187,22 @@ class CNN(nn.Module):
                 nn.init.zeros_(m.bias)
         if hasattr(self.head, "hidden"):  # a hidden FC layer is followed by an activation: Kaiming, like a conv
             nn.init.normal_(self.head.hidden.weight, std=gain / self.head.hidden.in_features ** 0.5)
+        if self.stn is not None:  # its own init (the loop above re-drew its layers): the identity warp
+            self.stn.reset_to_identity()
 
     # timm-compatible interface ------------------------------------------------------------
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """timm-style parameter groups: one per stage; the head is unmatched, so it comes last."""
-        return {"blocks": r"^stages\.(\d+)"}
+        """timm-style parameter groups: the spatial transformer if any (stem), one per stage; the head is
+        unmatched, so it comes last."""
+        blocks = {"blocks": r"^stages\.(\d+)"}
+        return blocks if self.stn is None else {"stem": r"^stn\."} | blocks
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stn is not None:
+            x = self.stn(x)
         return self.stages(x)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
