@@ -7,6 +7,7 @@ Every point where the code touches Ray is marked `# Ray:`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -152,10 +153,15 @@ def load_finished_run(cfg: RunConfig, output: str | Path) -> Optional[TrainOutco
     out = Path(output).resolve()
     if not (out / RUN_NAME).is_dir():
         return None
+    train_logger = logging.getLogger("ray.train")  # it tells, at INFO, how to start afresh instead: not asked here
+    level = train_logger.level
+    train_logger.setLevel(logging.WARNING)
     try:
         result = ray.train.Result.from_path(str(out / RUN_NAME))  # Ray: reads the run's checkpoint index
     except (RuntimeError, ValueError, OSError, KeyError, TypeError):  # no index yet, or one we cannot read
         return None
+    finally:
+        train_logger.setLevel(level)
     if result.checkpoint is None or int((result.metrics or {}).get(M.EPOCH, -1)) + 1 < cfg.train.epochs:
         return None
     return _outcome(result, out)
