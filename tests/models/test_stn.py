@@ -59,14 +59,14 @@ def test_a_trained_transformer_exports_and_onnx_matches_pytorch(tmp_path):
     cfg = validate_config({"name": "stn", "data": {"name": "digits", "val_fraction": 0.2},
                            "model": {"num_stages": 2, "width": 8, "convs_per_stage": 1, "stn": True},
                            "train": {"epochs": 2, "batch_size": 64, "lr": 3e-3, "amp": "off"}})
-    hooks = LocalHooks(output=tmp_path / "run")
-    result = fit(cfg, load_dataset(cfg.data), hooks)
+    hooks, dataset = LocalHooks(output=tmp_path / "run"), load_dataset(cfg.data)
+    result = fit(cfg, dataset, hooks)
     assert result.metrics["val/acc"] > 0.3  # 10 classes: chance is 0.1
     lm = load_model_from_checkpoint(hooks.last_checkpoint)
     assert not torch.equal(lm.model.stn.loc[-1].weight, torch.zeros_like(lm.model.stn.loc[-1].weight))  # it learned
     report = export_checkpoint(hooks.last_checkpoint, tmp_path / "stn.onnx")  # raises when ORT disagrees
     assert report.verification["ok"] and report.verification["max_abs_diff"] <= 1e-4
-    images = load_dataset(cfg.data).valid.images[:13]  # 13: not a verified batch size
+    images = dataset.valid.images[:13]  # 13: not a verified batch size
     with torch.inference_mode():
         ref = lm.model(lm.preprocess(images)).numpy()  # the training code path
     np.testing.assert_allclose(OnnxRunner.load(report.onnx).logits(images.permute(0, 2, 3, 1).numpy()), ref, atol=1e-4)
