@@ -47,7 +47,8 @@ def train_cmd(
     with Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
                   TextColumn("{task.fields[line]}", markup=False),
                   TimeElapsedColumn(), console=err, transient=json_out) as progress:
-        task = progress.add_task(cfg.name, total=cfg.train.epochs, line="starting Ray Train...")
+        task = progress.add_task(cfg.name, total=cfg.train.epochs,
+                                 line="reading the run's checkpoints..." if resume else "starting Ray Train...")
 
         def on_epoch(m: dict) -> None:
             progress.update(task, completed=int(m["epoch"]) + 1, line=_progress_line(m))

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -276,7 +277,12 @@ def param_importances(records: list[TrialRecord], search: SearchConfig) -> dict[
     import optuna
 
     dists = optuna_distributions(search)
-    study = optuna.create_study(direction="maximize" if search.mode == "max" else "minimize")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line for this rebuilt one
+    try:
+        study = optuna.create_study(direction="maximize" if search.mode == "max" else "minimize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for r in records:
         best = r.best_row(search.metric, search.mode)
         params = {k: v for k, v in r.params.items() if k in dists}
@@ -285,10 +291,16 @@ def param_importances(records: list[TrialRecord], search: SearchConfig) -> dict[
         study.add_trial(optuna.trial.create_trial(params=params, value=float(best[search.metric]),
                                                   distributions={k: dists[k] for k in params}))
     try:
-        return dict(optuna.importance.get_param_importances(study))
+        with warnings.catch_warnings(record=True) as caught:  # one warning per parameter: told once below
+            warnings.simplefilter("always")
+            importances = dict(optuna.importance.get_param_importances(study))
     except (ValueError, RuntimeError) as err:  # fewer than 2 trials, or no parameter ever varied
         log.warning("parameter importances skipped: %s", err)
         return {}
+    if any(str(w.message).startswith("Some regimes for parameter") for w in caught):
+        log.warning("parameter importances from %d trials are rough: some conditional parameters were "
+                    "active (or inactive) in fewer than 2 trials", len(study.trials))
+    return importances
 
 
 # ---------------------------------------------------------------------------- all together

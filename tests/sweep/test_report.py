@@ -72,3 +72,23 @@ def test_classify():
     assert classify(3, 3, False) == "finished"
     assert classify(1, 3, False) == "stopped_early"
     assert classify(3, 3, True) == "errored"
+
+
+def test_importances_from_a_few_trials_warn_once_not_once_per_parameter(caplog, recwarn):
+    from cnnsweep.sweep.report import param_importances
+
+    wide = load_search(validate_config({"train": {"epochs": 3}, "search": {"baseline_first": False, "space": {
+        "model.batch_norm": {"choice": [True, False]}, "train.lr": {"loguniform": [1e-4, 1e-2]},
+        "model.dropout": {"choice": [0.0, {"uniform": [0.1, 0.4]}]}}}}))
+    records = _records()
+    for r, rate in zip(records, (0.2, 0.3, None, 0.1)):  # the conditional rate is inactive in one trial only
+        r.params["model.dropout"] = 0.0 if rate is None else "uniform[0.1, 0.4]"
+        if rate is not None:
+            r.params["model.dropout:uniform"] = rate
+    with caplog.at_level("WARNING", logger="cnnsweep.sweep.report"):
+        importances = param_importances(records, wide)
+    assert {"model.batch_norm", "train.lr"} <= set(importances)
+    assert [w for w in recwarn if "regimes" in str(w.message)] == []  # Optuna's, one per parameter
+    assert [r.getMessage() for r in caplog.records] == [
+        "parameter importances from 4 trials are rough: some conditional parameters were active (or "
+        "inactive) in fewer than 2 trials"]
