@@ -48,7 +48,7 @@ def train_cmd(
                   TextColumn("{task.fields[line]}", markup=False),
                   TimeElapsedColumn(), console=err, transient=json_out) as progress:
         task = progress.add_task(cfg.name, total=cfg.train.epochs,
-                                 line="reading the run's checkpoints..." if resume else "starting Ray Train...")
+                                 line="resuming the run..." if resume else "starting Ray Train...")
 
         def on_epoch(m: dict) -> None:
             progress.update(task, completed=int(m["epoch"]) + 1, line=_progress_line(m))
