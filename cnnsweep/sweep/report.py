@@ -297,7 +297,11 @@ def param_importances(records: list[TrialRecord], search: SearchConfig) -> dict[
     except (ValueError, RuntimeError) as err:  # fewer than 2 trials, or no parameter ever varied
         log.warning("parameter importances skipped: %s", err)
         return {}
-    if any(str(w.message).startswith("Some regimes for parameter") for w in caught):
+    rough = [w for w in caught if str(w.message).startswith("Some regimes for parameter")]
+    for w in caught:
+        if w not in rough:  # any other warning is Optuna's to tell, as before
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if rough:
         log.warning("parameter importances from %d trials are rough: some conditional parameters were "
                     "active (or inactive) in fewer than 2 trials", len(study.trials))
     return importances

@@ -206,8 +206,8 @@ def test_tensorboard_serves_the_sweep(demo, project):
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:  # once, TensorBoard served and then sat on Ctrl-C for over a
-            proc.kill()  # minute: its shutdown is not what this checks, and it must not outlive the test
+        except subprocess.TimeoutExpired:  # TensorBoard has served, then sat on Ctrl-C for over a minute:
+            proc.kill()  # its shutdown is not what this checks, and it must not outlive the test
             proc.wait(timeout=30)
 
 
