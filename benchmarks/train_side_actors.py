@@ -35,9 +35,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
     from cnnsweep.distributed.cluster import start_ray, stop_ray
+    from cnnsweep.distributed.train import TRAIN_POLL_ENV, TRAIN_POLL_INTERVAL_S
 
     start_ray()  # the private instance `cnnsweep train` starts (its dashboard serves the state API)
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")  # as build_trainer sets it
+    os.environ.setdefault(TRAIN_POLL_ENV, TRAIN_POLL_INTERVAL_S)  # as build_trainer sets it
     storage, seconds = tempfile.mkdtemp(), {"1": [], "0": []}
     try:
         for i in range(args.repeats):

@@ -60,7 +60,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")  # as cnnsweep's build_trainer sets it
+    from cnnsweep.distributed.train import TRAIN_POLL_ENV, TRAIN_POLL_INTERVAL_S
+
+    os.environ.setdefault(TRAIN_POLL_ENV, TRAIN_POLL_INTERVAL_S)  # as cnnsweep's build_trainer sets it
     mods = Path(tempfile.mkdtemp(prefix="train_startup_"))
     (mods / "startup_eager.py").write_text(EAGER)
     (mods / "startup_lazy.py").write_text(LAZY)
