@@ -3,7 +3,8 @@ project folder (the repository's files and its .venv, with ../shared beside it),
 each one after `make demo` has made runs/quickstart.
 
 `RUNS` says how each documented line runs here. Most run exactly as written. Lines that train on GTSRB
-get size overrides appended (`SMALL_GTSRB`: the same command on 1,500 images for one epoch), and a few
+get size overrides appended (`SMALL_GTSRB`: the same command on 1,500 images for one epoch; `cnnsweep train`
+gets three, `SMALL_GTSRB_TRAIN`), and a few
 placeholders (CONFIG, RUN, model.onnx, img.png, ...) are given real values (`PLACEHOLDERS`). A line
 the docs gain without an entry here fails `test_every_documented_command_is_run_by_this_file`.
 """
@@ -32,6 +33,9 @@ DOCS = (REPO / "README.md", REPO / "serve" / "README.md")
 DEMO_TIMEOUT_S = 900  # `make demo` promises "well under 5 minutes" on 2 cores; CI shares them with this suite
 SMALL_GTSRB = ("--set train.epochs=1 --set data.max_train_samples=1500 --set data.max_val_samples=300 "
                "--set scaling.num_workers=1")
+# One epoch of 1,500 images is 12 optimizer steps: 10.0-10.7% val over seeds 0-2 (seed 0: 10.7% on one CPU,
+# exactly 10.0% on another), at a 10% floor. Three epochs read 25-32% (seeds 0-3, bare engine) for ~6 s more.
+SMALL_GTSRB_TRAIN = f"{SMALL_GTSRB} --set train.epochs=3"
 PLACEHOLDERS = {"CONFIG": "sweeps/quickstart.yaml", "SWEEP": "sweeps/quickstart.yaml", "RUN": "runs/x",
                 "model.onnx": "runs/quickstart/best/model.onnx",
                 "best/model.onnx": "runs/quickstart/best/model.onnx"}
@@ -41,7 +45,7 @@ RUNS = {
     "make demo": "test_make_demo_writes_the_report",
     "make test": "CI itself: .ci/run runs `make test`, which runs this file",
     ".venv/bin/cnnsweep train sweeps/quickstart.yaml": "as written",
-    ".venv/bin/cnnsweep train sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --json": "SMALL_GTSRB",
+    ".venv/bin/cnnsweep train sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --json": "SMALL_GTSRB_TRAIN",
     ".venv/bin/cnnsweep train CONFIG --set train.lr=3e-4 --set model.batch_norm=false --output runs/x": "as written",
     ".venv/bin/cnnsweep train CONFIG --output runs/x --resume": "with the first run's --set",
     ".venv/bin/cnnsweep summary sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --memory 8GiB": "as written",
@@ -167,8 +171,8 @@ def test_make_demo_writes_the_report(demo, project):
 def test_train_commands(demo, project):
     run(".venv/bin/cnnsweep train sweeps/quickstart.yaml", project)
     out = _last_json(run(f".venv/bin/cnnsweep train sweeps/gtsrb.yaml --set data.root=../shared/data/gtsrb --json "
-                         f"{SMALL_GTSRB}", project).stdout)
-    assert out["val_acc"] > 0.1  # 43 classes: chance is 0.023
+                         f"{SMALL_GTSRB_TRAIN}", project).stdout)
+    assert out["val_acc"] > 0.1  # 43 classes: chance is 0.023, the largest class 5.8%
     first = "--set train.lr=3e-4 --set model.batch_norm=false"
     run(f".venv/bin/cnnsweep train CONFIG {first} --output runs/x", project)
     run(f".venv/bin/cnnsweep train CONFIG --output runs/x --resume {first}", project)
