@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.installed
 # torch/torchvision first, pinned to the builds this project is tested with; the project's own
 # requirement (`torch>=2.4`) is then already satisfied, so no other torch build is pulled in.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# Two pytest processes (pytest-xdist): tests/conftest.py puts every test file that starts or uses Ray in
+# one group, which one process runs in order; the other runs the remaining files meanwhile, on the core
+# the Ray tests leave idle while they wait on their processes. `make test XDIST=` runs in one process.
+XDIST  ?= -n 2
 
 .PHONY: install demo test test-fast clean
 
@@ -24,10 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check cnnsweep tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 clean:
 	rm -rf runs .pytest_cache

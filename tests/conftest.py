@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from pathlib import Path
 
 # One intra-op thread per process: the suite runs Ray workers, servers and subprocesses beside the
@@ -18,6 +20,52 @@ torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CNNSWEEP_DATA", REPO.parent / "shared" / "data"))
+
+
+RAY_MARK = re.compile(r"\bmark\.ray\b")  # `pytest.mark.ray` on the module (pytestmark) or on a test
+
+
+@functools.cache
+def is_ray_file(path: Path) -> bool:
+    """Whether a test file starts or uses Ray: it carries the `ray` marker somewhere. Decided from the source
+    text, because pytest-xdist's scheduler sees node ids, not items; `pytest_collection_modifyitems` below
+    checks that the markers agree with what the items use."""
+    return bool(RAY_MARK.search(path.read_text()))
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        uses_ray = "ray_session" in item.fixturenames
+        if uses_ray and item.get_closest_marker("ray") is None:
+            raise pytest.UsageError(f"{item.nodeid} uses the ray_session fixture: mark it `pytest.mark.ray`")
+        if item.get_closest_marker("ray") is not None and not is_ray_file(item.path):
+            raise pytest.UsageError(f"{item.nodeid}: its `ray` marker is not spelled `mark.ray` in its file")
+
+
+class RayTestsTogether:
+    """`make test` runs two pytest-xdist workers. Every test file that starts or uses Ray is one work unit,
+    which one worker runs in file order, as a plain `pytest` would: one shared Ray instance, module fixtures
+    (the documented-commands project) built once, and never two sweeps or servers fighting over 2 cores.
+    Every other file is its own unit (module fixtures built once), which the other worker takes meanwhile."""
+
+    @staticmethod
+    def work_unit(root: Path, nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        return "ray" if is_ray_file(root / path) else path
+
+    def pytest_xdist_make_scheduler(self, config, log):
+        from xdist.scheduler import LoadScopeScheduling
+
+        class Scheduling(LoadScopeScheduling):  # xdist's --dist loadscope, with work_unit as the scope
+            def _split_scope(self, nodeid: str) -> str:
+                return RayTestsTogether.work_unit(config.rootpath, nodeid)
+
+        return Scheduling(config, log)
+
+
+def pytest_configure(config):
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(RayTestsTogether())
 
 
 @pytest.fixture(scope="session")
