@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 # torch/torchvision first, pinned to the builds this project is tested with; the project's own
 # requirement (`torch>=2.4`) is then already satisfied, so no other torch build is pulled in.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
-# Two pytest processes (pytest-xdist): tests/conftest.py puts every test file that starts or uses Ray in
-# one group, which one process runs in order; the other runs the remaining files meanwhile, on the core
-# the Ray tests leave idle while they wait on their processes. `make test XDIST=` runs in one process.
+# Two pytest processes (pytest-xdist): tests/conftest.py puts the test files that start or use Ray in two
+# groups (the documented commands; the rest), one per process, each run in order; the other files fill in
+# around them, on the CPU a Ray test leaves idle while it waits on its processes. `make test XDIST=`: one process.
 XDIST  ?= -n 2
 
 .PHONY: install demo test test-fast clean

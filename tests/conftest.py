@@ -43,15 +43,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 class RayTestsTogether:
-    """`make test` runs two pytest-xdist workers. Every test file that starts or uses Ray is one work unit,
-    which one worker runs in file order, as a plain `pytest` would: one shared Ray instance, module fixtures
-    (the documented-commands project) built once, and never two sweeps or servers fighting over 2 cores.
-    Every other file is its own unit (module fixtures built once), which the other worker takes meanwhile."""
+    """`make test` runs two pytest-xdist workers. The Ray test files form two work units, each run by one
+    worker in file order, as a plain `pytest` would: "ray-docs" (tests/docs: the documented commands, each
+    starting its own private Ray instance, around one project whose module fixtures must be built once)
+    and "ray" (every other file with the `ray` marker, around the session's shared instance). The two
+    start first, one per worker: they are the longest, and each leaves a core idle while it waits on its
+    processes. Every other file is its own unit (module fixtures built once), taken by whichever worker
+    is free."""
 
     @staticmethod
     def work_unit(root: Path, nodeid: str) -> str:
         path = nodeid.split("::", 1)[0]
-        return "ray" if is_ray_file(root / path) else path
+        if not is_ray_file(root / path):
+            return path
+        return "ray-docs" if path.startswith("tests/docs/") else "ray"
 
     def pytest_xdist_make_scheduler(self, config, log):
         from xdist.scheduler import LoadScopeScheduling
@@ -59,6 +64,12 @@ class RayTestsTogether:
         class Scheduling(LoadScopeScheduling):  # xdist's --dist loadscope, with work_unit as the scope
             def _split_scope(self, nodeid: str) -> str:
                 return RayTestsTogether.work_unit(config.rootpath, nodeid)
+
+            def _assign_work_unit(self, node) -> None:
+                ray_units = [scope for scope in self.workqueue if scope.startswith("ray")]
+                if ray_units:  # the queue is ordered by test count; the Ray units go first
+                    self.workqueue.move_to_end(ray_units[0], last=False)
+                super()._assign_work_unit(node)
 
         return Scheduling(config, log)
 
@@ -100,7 +111,8 @@ def gtsrb_root(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray instance shared by every Ray test (starting one costs ~10 s on 2 cores)."""
+    """One local Ray instance shared by every Ray test of this pytest process (starting one costs ~10 s on 2
+    cores; under `make test` the "ray" worker starts it, and the "ray-docs" one for its one test that needs it)."""
     ray = pytest.importorskip("ray")
     from cnnsweep.distributed.cluster import start_ray, stop_ray
 
