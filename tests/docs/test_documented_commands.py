@@ -33,8 +33,8 @@ DOCS = (REPO / "README.md", REPO / "serve" / "README.md")
 DEMO_TIMEOUT_S = 900  # `make demo` promises "well under 5 minutes" on 2 cores; CI shares them with this suite
 SMALL_GTSRB = ("--set train.epochs=1 --set data.max_train_samples=1500 --set data.max_val_samples=300 "
                "--set scaling.num_workers=1")
-# One epoch of 1,500 images is 12 optimizer steps: 10.0-10.7% val over seeds 0-2 (seed 0: 10.7% on one CPU,
-# exactly 10.0% on another), at a 10% floor. Three epochs read 25-32% (seeds 0-3, bare engine) for ~6 s more.
+# One epoch of 1,500 images is 12 optimizer steps: 10.0-10.7% val over seeds 0-2 (seed 0: 10.7% on one VM,
+# exactly 10.0% on another of the same kind), at a 10% floor. Three epochs read 25-32% (seeds 0-3, bare engine) for ~6 s more.
 SMALL_GTSRB_TRAIN = f"{SMALL_GTSRB} --set train.epochs=3"
 PLACEHOLDERS = {"CONFIG": "sweeps/quickstart.yaml", "SWEEP": "sweeps/quickstart.yaml", "RUN": "runs/x",
                 "model.onnx": "runs/quickstart/best/model.onnx",
