@@ -23,6 +23,7 @@ SHARED_DATA = Path(os.environ.get("CNNSWEEP_DATA", REPO.parent / "shared" / "dat
 
 
 RAY_MARK = re.compile(r"\bmark\.ray\b")  # `pytest.mark.ray` on the module (pytestmark) or on a test
+DOCS_UNIT, RAY_UNIT = "ray-docs", "ray"  # the two xdist work units of the Ray test files (RayTestsTogether)
 
 
 @functools.cache
@@ -35,10 +36,10 @@ def is_ray_file(path: Path) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        uses_ray = "ray_session" in item.fixturenames
-        if uses_ray and item.get_closest_marker("ray") is None:
+        marked = item.get_closest_marker("ray") is not None
+        if "ray_session" in item.fixturenames and not marked:
             raise pytest.UsageError(f"{item.nodeid} uses the ray_session fixture: mark it `pytest.mark.ray`")
-        if item.get_closest_marker("ray") is not None and not is_ray_file(item.path):
+        if marked and not is_ray_file(item.path):
             raise pytest.UsageError(f"{item.nodeid}: its `ray` marker is not spelled `mark.ray` in its file")
 
 
@@ -56,7 +57,7 @@ class RayTestsTogether:
         path = nodeid.split("::", 1)[0]
         if not is_ray_file(root / path):
             return path
-        return "ray-docs" if path.startswith("tests/docs/") else "ray"
+        return DOCS_UNIT if path.startswith("tests/docs/") else RAY_UNIT
 
     def pytest_xdist_make_scheduler(self, config, log):
         from xdist.scheduler import LoadScopeScheduling
@@ -66,7 +67,7 @@ class RayTestsTogether:
                 return RayTestsTogether.work_unit(config.rootpath, nodeid)
 
             def _assign_work_unit(self, node) -> None:
-                ray_units = [scope for scope in self.workqueue if scope.startswith("ray")]
+                ray_units = [scope for scope in self.workqueue if scope in (DOCS_UNIT, RAY_UNIT)]
                 if ray_units:  # the queue is ordered by test count; the Ray units go first
                     self.workqueue.move_to_end(ray_units[0], last=False)
                 super()._assign_work_unit(node)
