@@ -236,6 +236,8 @@ class OptimConfig(Section):
     weight_decay: float = Field(5e-4, ge=0, description="L2 penalty (decoupled for adamw)")
     backbone_lr_scale: float = Field(0.1, gt=0, le=1, description="learning rate of a pretrained backbone, "
                                      "as a fraction of train.lr")
+    stn_lr_scale: float = Field(1.0, gt=0, le=1, description="learning rate of the spatial transformer "
+                                "(model.stn), as a fraction of the rate its model's other layers get")
 
 
 class SchedConfig(Section):

@@ -85,7 +85,7 @@ def _build_run(cfg: RunConfig, dataset: ImageDataset, hooks: FitHooks) -> _Run:
     num_classes = len(dataset.class_names)
     model = build_model(cfg.model, num_classes, preprocess.in_channels, preprocess.image_size).to(device)
     batches = _build_batches(cfg, *splits["train"], hooks)
-    groups = param_groups(model, cfg.model, cfg.train.lr, cfg.optim.backbone_lr_scale)
+    groups = param_groups(model, cfg.model, cfg.train.lr, cfg.optim.backbone_lr_scale, cfg.optim.stn_lr_scale)
     optimizer = build_optimizer(split_weight_decay(model, groups, cfg.optim.weight_decay), cfg.optim, cfg.train.lr)
     scheduler = build_scheduler(optimizer, cfg.sched, epochs=cfg.train.epochs, steps_per_epoch=len(batches))
     amp = resolve_amp(cfg.train.amp, device)

@@ -164,18 +164,30 @@ def apply_freeze(model: nn.Module, freeze: str, freeze_stages: int = 0) -> nn.Mo
     return model
 
 
-def param_groups(model: nn.Module, cfg_model: Any, lr: float, backbone_lr_scale: float) -> list[dict]:
+def _stn_param_names(model: nn.Module) -> set[str]:
+    """Names of the spatial transformer's parameters (the cnn family's `model.stn`), if it has one."""
+    stn = getattr(model, "stn", None)
+    return {n for n, _ in stn.named_parameters(prefix="stn")} if isinstance(stn, nn.Module) else set()
+
+
+def param_groups(model: nn.Module, cfg_model: Any, lr: float, backbone_lr_scale: float,
+                 stn_lr_scale: float = 1.0) -> list[dict]:
     """Optimizer groups of trainable parameters: when fine-tuning loaded weights
     (model.pretrained or model.weights), the classifier at `lr` and the backbone at
     `lr * backbone_lr_scale`, so the pretrained features move slowly; otherwise one group at `lr`.
+    A spatial transformer (model.stn) gets its own group at `stn_lr_scale` times the rate it would
+    otherwise have: its warp feeds every later layer, so a large early step can swing it far from the
+    identity and stall the stages behind it (the usual remedy in STN implementations: a lower rate).
     Each group carries "name" and its own "lr" (schedulers scale every group's lr alike)."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ModelError("the model has no trainable parameters (everything is frozen)")
-    if not (cfg_model.pretrained or cfg_model.weights):
-        return [{"name": "all", "params": [p for _, p in trainable], "lr": lr}]
-    head = classifier_param_names(model)
-    groups = [{"name": "head", "params": [p for n, p in trainable if n in head], "lr": lr},
-              {"name": "backbone", "params": [p for n, p in trainable if n not in head],
-               "lr": lr * backbone_lr_scale}]
+    tuning = bool(cfg_model.pretrained or cfg_model.weights)
+    head = classifier_param_names(model) if tuning else set()
+    stn = _stn_param_names(model)
+    base = ("backbone", lr * backbone_lr_scale) if tuning else ("all", lr)
+    order = [("head", lr), base, ("stn", base[1] * stn_lr_scale)]
+    place = {n: order[0] if n in head else order[2] if n in stn else order[1] for n, _ in trainable}
+    groups = [{"name": name, "params": [p for n, p in trainable if place[n][0] == name], "lr": glr}
+              for name, glr in order]
     return [g for g in groups if g["params"]]

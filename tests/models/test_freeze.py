@@ -102,6 +102,25 @@ def test_param_groups_fine_tuning_scales_backbone_and_skips_frozen(tmp_path):
     torch.optim.AdamW(list(groups.values()))  # accepted as optimizer groups
 
 
+def test_param_groups_give_the_spatial_transformer_its_own_rate(tmp_path):
+    cfg = ModelConfig(width=4, stn=True)
+    model = build_model(cfg, 5, 3, 32)
+    groups = {g["name"]: g for g in param_groups(model, cfg, lr=0.01, backbone_lr_scale=0.5, stn_lr_scale=0.1)}
+    assert set(groups) == {"all", "stn"}
+    assert groups["all"]["lr"] == 0.01 and groups["stn"]["lr"] == pytest.approx(0.001)
+    assert {id(p) for p in groups["stn"]["params"]} == {id(p) for p in model.stn.parameters()}
+    assert len(groups["all"]["params"]) + len(groups["stn"]["params"]) == len(list(model.parameters()))
+    # fine-tuning loaded weights: the transformer's rate scales the backbone's, the head keeps lr
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
+    tuned = ModelConfig(width=4, stn=True, weights=str(tmp_path / "w.safetensors"))
+    model = build_model(tuned, 5, 3, 32)
+    groups = {g["name"]: g["lr"] for g in param_groups(model, tuned, 0.01, 0.5, 0.1)}
+    assert groups == pytest.approx({"head": 0.01, "backbone": 0.005, "stn": 0.0005})
+    # no transformer: the scale changes nothing
+    plain = ModelConfig(width=4)
+    assert [g["name"] for g in param_groups(build_model(plain, 5, 3, 32), plain, 0.01, 0.5, 0.1)] == ["all"]
+
+
 def test_param_groups_with_everything_frozen_is_an_error():
     cfg = ModelConfig(width=4)
     model = build_model(cfg, 5, 3, 32)
