@@ -4,7 +4,7 @@ Pure torch, no ray.
     create_model(name, num_classes, in_channels=3, image_size=32, **cfg)  # registry look-up
     build_model(cfg.model, num_classes, in_channels, image_size)          # from config (+weights, freeze)
     model_args(cfg.model, ...)          # create_model kwargs a checkpoint stores to rebuild the model
-    param_groups(model, cfg.model, lr, backbone_lr_scale)                 # optimizer groups
+    param_groups(model, cfg.model, lr, backbone_lr_scale[, stn_lr_scale])  # optimizer groups
 """
 
 from cnnsweep.models import cnn as _cnn  # noqa: F401  (registers "cnn")

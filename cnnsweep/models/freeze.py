@@ -186,8 +186,11 @@ def param_groups(model: nn.Module, cfg_model: Any, lr: float, backbone_lr_scale:
     head = classifier_param_names(model) if tuning else set()
     stn = _stn_param_names(model)
     base = ("backbone", lr * backbone_lr_scale) if tuning else ("all", lr)
-    order = [("head", lr), base, ("stn", base[1] * stn_lr_scale)]
-    place = {n: order[0] if n in head else order[2] if n in stn else order[1] for n, _ in trainable}
-    groups = [{"name": name, "params": [p for n, p in trainable if place[n][0] == name], "lr": glr}
-              for name, glr in order]
+    rates = dict([("head", lr), base, ("stn", base[1] * stn_lr_scale)])  # group name -> lr, in order
+
+    def group_of(name: str) -> str:
+        return "head" if name in head else "stn" if name in stn else base[0]
+
+    groups = [{"name": g, "params": [p for n, p in trainable if group_of(n) == g], "lr": glr}
+              for g, glr in rates.items()]
     return [g for g in groups if g["params"]]
