@@ -38,7 +38,7 @@ from cnnsweep.checkpoint import CheckpointState
 from cnnsweep.config import AugmentConfig, ConfigError, load_config
 from cnnsweep.data import load_dataset
 from cnnsweep.engine import FitHooks, fit, predict_logits
-from cnnsweep.engine.amp import resolve_amp
+from cnnsweep.engine.amp import cpu_has_bf16_math, resolve_amp
 from cnnsweep.transforms import AugmentParams, BatchAugment, Preprocess
 
 RESULTS = Path(__file__).parent / "results" / "accuracy.jsonl"
@@ -100,7 +100,9 @@ def run_one(path: str, overrides: list[str], tta: bool, threads: int) -> dict:
               "per_epoch": [{"epoch": int(m["epoch"]) + 1, "val_acc": m["val/acc"], "val_loss": m["val/loss"],
                              "train_s": round(m["train/seconds"], 1), "wall_s": round(m["wall_s"], 1)}
                             for m in result.history],
-              "threads": threads, "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
+              "threads": threads, "amp": resolve_amp(cfg.train.amp, torch.device("cpu")).name,
+              "machine": f"{platform.machine()} {os.cpu_count()} cores{', bf16 math' if cpu_has_bf16_math() else ''}, "
+                         f"torch {torch.__version__}",
               "date": time.strftime("%Y-%m-%d %H:%M")}
     if hooks.state is not None and hooks.state.training_model is not None:  # train.ema_decay: the same run's
         # last-step weights (hooks.model: what the optimizer trained) against the average (val_acc, test_acc)
