@@ -100,7 +100,7 @@ def run_one(path: str, overrides: list[str], tta: bool, threads: int) -> dict:
               "per_epoch": [{"epoch": int(m["epoch"]) + 1, "val_acc": m["val/acc"], "val_loss": m["val/loss"],
                              "train_s": round(m["train/seconds"], 1), "wall_s": round(m["wall_s"], 1)}
                             for m in result.history],
-              "threads": threads, "amp": resolve_amp(cfg.train.amp, torch.device("cpu")).name,
+              "threads": threads, "amp": resolve_amp(cfg.train.amp, hooks.device).name,
               "machine": f"{platform.machine()} {os.cpu_count()} cores{', bf16 math' if cpu_has_bf16_math() else ''}, "
                          f"torch {torch.__version__}",
               "date": time.strftime("%Y-%m-%d %H:%M")}
