@@ -22,11 +22,11 @@ from cnnsweep.config import config_to_dict
 from cnnsweep.engine.calibration import calibration_summary, fit_temperature
 from cnnsweep.errors import ExportError
 from cnnsweep.export.metadata import OnnxModelInfo
-from cnnsweep.export.onnx_export import export_onnx, pixel_classifier
+from cnnsweep.export.onnx_export import export_onnx
 from cnnsweep.export.quantize import quantize_int8
 from cnnsweep.export.runner import OnnxRunner
 from cnnsweep.export.sources import BEST_DIR, MODEL_FILE, resolve_sources
-from cnnsweep.export.verify import ATOL, BATCH_SIZES, verify_session
+from cnnsweep.export.verify import ATOL, BATCH_SIZES, TrainingPath, verify_session
 from cnnsweep import metrics as M
 
 NUM_CALIBRATION = 512  # training images for int8 calibration: ranges settle well before this
@@ -140,7 +140,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, *, int8: bool 
     with atomic_path(out) as staged:
         export_onnx(lm.model, dataclasses.replace(build_info(lm), temperature=calibration["temperature"]), staged)
         valid = nhwc(dataset.valid.images[:sum(BATCH_SIZES)])
-        module = pixel_classifier(lm.model, lm.preprocess)  # torch: the training preprocessing + model
+        module = TrainingPath(lm.model, lm.preprocess)  # torch: the training preprocessing in full + model
         verification = verify_session(OnnxRunner.load(staged), module, valid, atol=atol)
         report = ExportReport(str(lm.path), str(out), staged.stat().st_size, verification.to_dict(),
                               lm.metrics.get(M.VAL_ACC), notes=list(dataset.notes), calibration=calibration)

@@ -49,6 +49,19 @@ class VerifyReport:
                 f"max|diff| <= {self.atol:g}): {per_batch}")
 
 
+class TrainingPath(torch.nn.Module):
+    """The reference an export is checked against: the network on the training preprocessing in full,
+    uint8 N x H x W x C in. Not the exported module: that one leaves CLAHE to the runner's pre-step, so
+    comparing the runner with it would compare CLAHE-equalized pixels with unequalized ones."""
+
+    def __init__(self, model: torch.nn.Module, pre):
+        super().__init__()
+        self.model, self.pre = model, pre
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(self.pre(pixels.permute(0, 3, 1, 2)))
+
+
 def take_wrapped(x: np.ndarray, start: int, n: int) -> np.ndarray:
     """n images starting at `start`, wrapping around (a validation split smaller than 72 still works)."""
     return x[np.arange(start, start + n) % len(x)]
@@ -61,8 +74,8 @@ def _torch_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 
 def verify_session(runner, model: torch.nn.Module, images: np.ndarray, batch_sizes=BATCH_SIZES,
                    atol: float = ATOL) -> VerifyReport:
-    """Compare an OnnxRunner with the PyTorch module it was exported from (`pixel_classifier`: the
-    training preprocessing and the network) on distinct slices of uint8 N x H x W x C `images`."""
+    """Compare an OnnxRunner with a PyTorch module over uint8 N x H x W x C pixels (`TrainingPath`: the
+    training preprocessing and the network) on distinct slices of `images`."""
     if len(images) == 0:
         raise ExportError("verification: the validation split is empty")
     model = model.to("cpu").eval()

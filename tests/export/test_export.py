@@ -113,6 +113,22 @@ def test_bare_onnxruntime_on_raw_images_matches_cnnsweep_predict(exported, check
         assert got == {c: pytest.approx(float(p), abs=1e-6) for c, p in enumerate(probs)}
 
 
+def test_a_clahe_model_exports_and_verifies_against_the_whole_training_path(tmp_path):
+    # The graph of a CLAHE model reads equalized pixels and the runner equalizes first, so the check must
+    # compare it with the training preprocessing in full: against the graph's own part alone (no CLAHE)
+    # every real CLAHE model failed export (max |logit diff| ~2 on a GTSRB run).
+    cfg = validate_config({**DIGITS, "data": {**DIGITS["data"], "equalize": "clahe", "clahe_grid": 2},
+                           "train": {**DIGITS["train"], "epochs": 1}})
+    hooks = LocalHooks(output=tmp_path / "run")
+    fit(cfg, load_dataset(cfg.data), hooks)
+    report = export_checkpoint(hooks.last_checkpoint, tmp_path / "clahe.onnx")
+    assert report.verification["ok"] and report.verification["max_abs_diff"] <= 1e-4
+    runner = OnnxRunner.load(tmp_path / "clahe.onnx")
+    assert "CLAHE" in runner.info.pre_step
+    valid = load_dataset(cfg.data).valid
+    assert runner.accuracy(valid) == pytest.approx(report.val_acc_checkpoint)  # the served model is the trained one
+
+
 def test_tampered_onnx_fails_verification(exported, checkpoint, tmp_path):
     proto = onnx.load(exported.onnx)
     floats = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
