@@ -171,14 +171,14 @@ def test_clahe_in_chunks_is_exactly_clahe_of_the_whole_batch(gtsrb_sample, monke
 
     x = gtsrb_sample[:40]
     whole = color.equalize(x, "clahe")
-    monkeypatch.setattr(color, "CLAHE_CHUNK", 16)  # chunks of 16, 16 and 8
+    monkeypatch.setattr(color, "CLAHE_CHUNK_PIXELS", 16 * 32 * 32)  # chunks of 16, 16 and 8 images
     assert torch.equal(color.equalize(x, "clahe"), whole)
     assert torch.equal(torch.cat([color.equalize(x[i:i + 1], "clahe") for i in range(0, 40, 13)]),
                        whole[::13])
 
 
 def test_clahe_of_a_large_split_stays_within_a_bounded_peak_memory():
-    # 2,048 images at once would peak at ~3.8 GB; in chunks of CLAHE_CHUNK it is ~0.5 GB. A fresh process,
+    # 2,048 images at once would peak at ~3.8 GB; in chunks of CLAHE_CHUNK_PIXELS it is ~0.5 GB. A fresh process,
     # so that the peak resident size is this call's.
     code = ("import resource, torch; from cnnsweep.transforms.color import equalize; "
             "x = torch.randint(0, 256, (2048, 3, 32, 32), dtype=torch.uint8); "
