@@ -16,7 +16,6 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 _LUMA_MILLI = (299, 587, 114)
 
 EQUALIZE_MODES = ("none", "global", "clahe")
-CLAHE_CHUNK_PIXELS = 256 * 32 * 32  # pixels per kornia CLAHE call (256 GTSRB images): ~0.5 GB peak (_equalize_gray)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -75,16 +74,8 @@ def _equalize_gray(y: torch.Tensor, mode: str, clip: float, grid: int) -> torch.
     if mode == "global":
         return TF.equalize(y)  # per image and channel: its own 256-bin CDF
     # kornia's CLAHE works on float 0..1; clip_limit has OpenCV's meaning (x mean bin count per tile).
-    # Its histograms are a float one-hot of every pixel over 256 bins (~1.9 MB per 32x32 image at its peak),
-    # so a whole split at once would take ~10 GB per process: chunks of CLAHE_CHUNK_PIXELS bound the peak.
-    # Each image's CLAHE depends on that image alone, so chunking does not change a pixel.
-    out = torch.empty_like(y)
-    chunk = max(1, CLAHE_CHUNK_PIXELS // (y.shape[-2] * y.shape[-1]))  # images per call
-    for start in range(0, len(y), chunk):
-        part = y[start:start + chunk].float() / 255
-        eq = kornia.enhance.equalize_clahe(part, clip_limit=float(clip), grid_size=(grid, grid))
-        out[start:start + chunk] = to_uint8(eq * 255)
-    return out
+    out = kornia.enhance.equalize_clahe(y.float() / 255, clip_limit=float(clip), grid_size=(grid, grid))
+    return to_uint8(out * 255)
 
 
 def equalize(x: torch.Tensor, mode: str, clip: float = 2.0, grid: int = 8) -> torch.Tensor:

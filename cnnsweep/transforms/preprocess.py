@@ -24,6 +24,9 @@ FORMAT_VERSION = 1
 # Pixel values per float chunk in prepare/fit (~64 MB as float32): bounds the YCbCr/CLAHE temporaries
 # so a 35k-image split, or a 224 px one, is never converted to float all at once.
 _CHUNK_ELEMENTS = 1 << 24
+# kornia's CLAHE holds a float one-hot of every pixel over its 256 bins (~1.9 MB per 32x32 RGB image at its
+# peak, measured), so a CLAHE chunk counts each value 256 times: a whole GTSRB split in one chunk took ~10 GB.
+_CLAHE_VALUES_PER_VALUE = 256
 _MIN_STD = 1e-6  # 0..1 units; a constant channel keeps std 1 instead of dividing by ~0
 
 
@@ -166,6 +169,7 @@ class Preprocess:
         check_uint8_batch(x)
         out = torch.empty((len(x), *self.input_shape), dtype=torch.uint8, device=x.device)
         values = 3 * max(math.prod(x.shape[-2:]), math.prod(self.output_size))
+        values *= _CLAHE_VALUES_PER_VALUE if self.equalize == "clahe" else 1
         for sl in _chunks(len(x), values):
             out[sl] = self._prepare_chunk(x[sl])
         return out

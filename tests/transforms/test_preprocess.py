@@ -165,24 +165,27 @@ def test_normalize_module_matches_normalize(gtsrb_sample):
 
 
 def test_clahe_in_chunks_is_exactly_clahe_of_the_whole_batch(gtsrb_sample, monkeypatch):
-    # kornia's CLAHE holds ~1.9 MB per 32x32 image at its peak, so a training split runs through it in chunks
-    # (a whole GTSRB split at once took ~10 GB per Ray worker); each image's result must not depend on them.
-    from cnnsweep.transforms import color
+    # kornia's CLAHE holds ~1.9 MB per 32x32 image at its peak, so prepare() runs a split through it in small
+    # chunks (a whole GTSRB split at once took ~10 GB per Ray worker); no image's result may depend on them.
+    from cnnsweep.transforms.color import equalize
 
     x = gtsrb_sample[:40]
-    whole = color.equalize(x, "clahe")
-    monkeypatch.setattr(color, "CLAHE_CHUNK_PIXELS", 16 * 32 * 32)  # chunks of 16, 16 and 8 images
-    assert torch.equal(color.equalize(x, "clahe"), whole)
-    assert torch.equal(torch.cat([color.equalize(x[i:i + 1], "clahe") for i in range(0, 40, 13)]),
-                       whole[::13])
+    pre = Preprocess.fit(DataConfig(equalize="clahe", normalize=False), x)
+    whole = equalize(x, "clahe")
+    monkeypatch.setattr(preprocess_module, "_CHUNK_ELEMENTS", 16 * 3 * 32 * 32 * 256)  # chunks of 16, 16 and 8
+    assert torch.equal(pre.prepare(x), whole)
+    assert torch.equal(torch.cat([pre.prepare(x[i:i + 1]) for i in range(0, 40, 13)]), whole[::13])
 
 
 def test_clahe_of_a_large_split_stays_within_a_bounded_peak_memory():
-    # 2,048 images at once would peak at ~3.8 GB; in chunks of CLAHE_CHUNK_PIXELS it is ~0.5 GB. A fresh process,
-    # so that the peak resident size is this call's.
-    code = ("import resource, torch; from cnnsweep.transforms.color import equalize; "
+    # 2,048 images in one kornia call would peak at ~3.8 GB; prepare()'s chunks keep it far lower. A fresh
+    # process, so that the peak resident size is this call's.
+    code = ("import resource, torch; "
+            "from cnnsweep.transforms import Preprocess; "
             "x = torch.randint(0, 256, (2048, 3, 32, 32), dtype=torch.uint8); "
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; equalize(x, 'clahe'); "
+            "pre = Preprocess(source_size=(32, 32), source_channels=3, equalize='clahe', "
+            "mean=(0.0,) * 3, std=(1.0,) * 3); "
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; pre.prepare(x); "
             "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert int(done.stdout.split()[-1]) < 1500, done.stdout  # MB above the process's size before the call
