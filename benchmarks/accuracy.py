@@ -15,7 +15,9 @@ but the same effective batch and micro-batch as its file says: `sweeps/gtsrb.yam
 and the optimizer the same 128 per step. Appends one JSON line per run to
 benchmarks/results/accuracy.jsonl (config, overrides, per-epoch val/acc, val/loss, seconds, machine)
 and prints a line per epoch. `--tta` also scores the final model on the validation split with
-test-time augmentation (softmax averaged over the image and its 1 px shifts) to see whether it pays.
+test-time augmentation to see whether it pays: softmax averaged over the image and its 1 px shifts
+(`val_acc_tta`) and, where the config trains with `augment.hflip`, over the image and its mirror
+(`val_acc_tta_flip`).
 With `train.ema_decay` the record also has `val_acc_last_step` (and `test_acc_last_step`): the same run's
 last-step weights, so one run compares the moving average with the weights it averages.
 `--checkpoint RUN_OR_FILE` trains nothing: it scores a saved model (e.g. a `cnnsweep train` run) on the
@@ -67,8 +69,9 @@ class KeepLast(FitHooks):
 
 
 def tta_accuracy(model, state: CheckpointState, images: torch.Tensor, labels: torch.Tensor,
-                 shifts: list[tuple[int, int]] = TTA_SHIFTS_PX) -> float:
-    """Validation accuracy with softmax averaged over `shifts` (border padding, like training)."""
+                 shifts: list[tuple[int, int]] = TTA_SHIFTS_PX, mirror: bool = False) -> float:
+    """Validation accuracy with softmax averaged over `shifts` (border padding, like training), and
+    with `mirror` over each view's left-right mirror too."""
     pre = Preprocess.from_dict(state.preprocess)
     x = pre.prepare(images)
     side = x.shape[-1]
@@ -78,7 +81,8 @@ def tta_accuracy(model, state: CheckpointState, images: torch.Tensor, labels: to
     for dx, dy in shifts:
         t = torch.tensor([[dx / side, dy / side]]).expand(len(x), 2)
         shifted = shifter.apply(x, AugmentParams(translate=t)) if (dx or dy) else x
-        probs += predict_logits(model, shifted, pre.normalize, batch_size=1024, amp=amp).softmax(1)
+        for view in ([shifted, shifted.flip(-1)] if mirror else [shifted]):
+            probs += predict_logits(model, view, pre.normalize, batch_size=1024, amp=amp).softmax(1)
     return float((probs.argmax(1) == labels).float().mean())
 
 
@@ -113,26 +117,35 @@ def run_one(path: str, overrides: list[str], tta: bool, threads: int) -> dict:
                 record[f"{prefix}_acc_last_step"] = acc
                 print(f"[{label}] last step's weights, no average: {prefix}/acc {acc:.4f}", flush=True)
     if tta:
-        record["val_acc_tta"] = tta_accuracy(hooks.model, hooks.state, dataset.valid.images, dataset.valid.labels)
-        print(f"[{label}] TTA ({len(TTA_SHIFTS_PX)} views): val/acc {record['val_acc_tta']:.4f}", flush=True)
+        record.update(score_tta(hooks.model, hooks.state, dataset.valid, cfg.augment.hflip, label))
     return record
 
 
-def score_checkpoint(path: str, data_root: str) -> dict:
+def score_tta(model, state: CheckpointState, valid, hflip: bool, label: str) -> dict:
+    """Shift TTA, and mirror TTA where the model was trained on mirrored images."""
+    out = {"val_acc_tta": tta_accuracy(model, state, valid.images, valid.labels), "tta_views": len(TTA_SHIFTS_PX)}
+    print(f"[{label}] TTA ({len(TTA_SHIFTS_PX)} shifts): val/acc {out['val_acc_tta']:.4f}", flush=True)
+    if hflip:
+        out["val_acc_tta_flip"] = tta_accuracy(model, state, valid.images, valid.labels, [(0, 0)], mirror=True)
+        print(f"[{label}] TTA (image + mirror): val/acc {out['val_acc_tta_flip']:.4f}", flush=True)
+    return out
+
+
+def score_checkpoint(path: str, data_root: str | None) -> dict:
     """Plain and TTA validation accuracy of a saved model (weights-only load), no training."""
     from cnnsweep.checkpoint import load_checkpoint, load_model_from_checkpoint
 
     loaded = load_model_from_checkpoint(path)
     state = load_checkpoint(loaded.path)
-    data = loaded.config.data.model_copy(update={"root": data_root})
+    data = loaded.config.data.model_copy(update={"root": _data_root(data_root, loaded.config.data.name)})
     valid = load_dataset(data).valid
     plain = tta_accuracy(loaded.model, state, valid.images, valid.labels, shifts=[(0, 0)])
-    tta = tta_accuracy(loaded.model, state, valid.images, valid.labels)
+    print(f"[{path}] val/acc {plain:.4f}", flush=True)
     record = {"checkpoint": str(loaded.path), "name": loaded.config.name, "epochs": loaded.config.train.epochs,
-              "val_images": len(valid), "val_acc": plain, "val_acc_tta": tta, "tta_views": len(TTA_SHIFTS_PX),
+              "val_images": len(valid), "val_acc": plain,
+              **score_tta(loaded.model, state, valid, loaded.config.augment.hflip, path),
               "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
               "date": time.strftime("%Y-%m-%d %H:%M")}
-    print(f"[{path}] val/acc {plain:.4f}; TTA ({len(TTA_SHIFTS_PX)} views) {tta:.4f}", flush=True)
     return record
 
 
@@ -151,7 +164,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.checkpoint:
         with open(out, "a") as f:
-            f.write(json.dumps(score_checkpoint(args.checkpoint, _data_root(args.data, "gtsrb_pickle"))) + "\n")
+            f.write(json.dumps(score_checkpoint(args.checkpoint, args.data)) + "\n")
         return
     for path in args.configs:
         try:
