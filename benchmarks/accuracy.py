@@ -49,6 +49,12 @@ DATA_ROOTS = {"gtsrb_pickle": "../shared/data/gtsrb", "image_folder": "../shared
 TTA_SHIFTS_PX = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]  # (dx, dy) in pixels
 
 
+def machine_description() -> str:
+    """What a result line records of the machine: architecture, cores, bf16 math, torch build."""
+    bf16 = ", bf16 math" if cpu_has_bf16_math() else ""
+    return f"{platform.machine()} {os.cpu_count()} cores{bf16}, torch {torch.__version__}"
+
+
 class KeepLast(FitHooks):
     """Prints each epoch and keeps the unwrapped model and the last checkpoint state in memory."""
 
@@ -105,8 +111,7 @@ def run_one(path: str, overrides: list[str], tta: bool, threads: int) -> dict:
                              "train_s": round(m["train/seconds"], 1), "wall_s": round(m["wall_s"], 1)}
                             for m in result.history],
               "threads": threads, "amp": resolve_amp(cfg.train.amp, hooks.device).name,
-              "machine": f"{platform.machine()} {os.cpu_count()} cores{', bf16 math' if cpu_has_bf16_math() else ''}, "
-                         f"torch {torch.__version__}",
+              "machine": machine_description(),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     if hooks.state is not None and hooks.state.training_model is not None:  # train.ema_decay: the same run's
         # last-step weights (hooks.model: what the optimizer trained) against the average (val_acc, test_acc)
@@ -144,7 +149,7 @@ def score_checkpoint(path: str, data_root: str | None) -> dict:
     record = {"checkpoint": str(loaded.path), "name": loaded.config.name, "epochs": loaded.config.train.epochs,
               "val_images": len(valid), "val_acc": plain,
               **score_tta(loaded.model, state, valid, loaded.config.augment.hflip, path),
-              "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
+              "machine": machine_description(),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     return record
 

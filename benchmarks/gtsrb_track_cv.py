@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -35,7 +33,9 @@ from cnnsweep.config import load_config
 from cnnsweep.data import load_dataset
 from cnnsweep.data.dataset import ImageDataset, ImageSplit
 from cnnsweep.engine import FitHooks, fit
-from cnnsweep.engine.amp import cpu_has_bf16_math, resolve_amp
+from cnnsweep.engine.amp import resolve_amp
+
+from accuracy import machine_description  # benchmarks/ is the script's folder, first on sys.path
 
 RESULTS = Path(__file__).parent / "results" / "gtsrb_track_cv.jsonl"
 TRACK_LEN = 30  # frames per GTSRB track in the official training set
@@ -92,7 +92,7 @@ def run_fold(config: str, overrides: list[str], all_images: ImageSplit, fold: np
     hooks = Quiet(f"{label} fold {k}")
     result = fit(cfg, data, hooks)
     return {"recipe": label, "overrides": overrides, "fold": k, "train_images": len(kept),
-            "held_out_images": len(held), "held_out_tracks": None,
+            "held_out_images": len(held),
             "acc": result.metrics["val/acc"], "loss": result.metrics["val/loss"],
             "per_epoch": [m["val/acc"] for m in result.history],
             "seconds": round(time.perf_counter() - start, 1), "amp": resolve_amp(cfg.train.amp, hooks.device).name}
@@ -116,8 +116,7 @@ def main() -> None:
     dataset = load_dataset(load_config(args.config, base).data)
     images, tracks = pooled(dataset)
     fold = fold_of_each_image(images.labels.numpy(), tracks, args.num_folds, args.split_seed)
-    machine = (f"{platform.machine()} {os.cpu_count()} cores{', bf16 math' if cpu_has_bf16_math() else ''}, "
-               f"torch {torch.__version__}")
+    machine = machine_description()
     for k in args.folds:  # fold-major: every recipe's fold k before fold k+1, so a cut-short run stays paired
         for spec in args.recipe or ["base="]:
             name, _, sets = spec.partition("=")
