@@ -16,8 +16,9 @@ and the optimizer the same 128 per step. Appends one JSON line per run to
 benchmarks/results/accuracy.jsonl (config, overrides, per-epoch val/acc, val/loss, seconds, machine)
 and prints a line per epoch. `--tta` also scores the final model on the validation split with
 test-time augmentation to see whether it pays: softmax averaged over the image and its 1 px shifts
-(`val_acc_tta`) and, where the config trains with `augment.hflip`, over the image and its mirror
-(`val_acc_tta_flip`).
+(`val_acc_tta`), on top of whatever the model itself averages (`model.tta`). A saved run of the custom CNN
+trained with `augment.hflip` but without `model.tta` is also scored with `model.tta: hflip` switched on
+(`val_acc_tta_flip`): what the mirror average would have read.
 With `train.ema_decay` the record also has `val_acc_last_step` (and `test_acc_last_step`): the same run's
 last-step weights, so one run compares the moving average with the weights it averages.
 `--checkpoint RUN_OR_FILE` trains nothing: it scores a saved model (e.g. a `cnnsweep train` run) on the
@@ -75,9 +76,8 @@ class KeepLast(FitHooks):
 
 
 def tta_accuracy(model, state: CheckpointState, images: torch.Tensor, labels: torch.Tensor,
-                 shifts: list[tuple[int, int]] = TTA_SHIFTS_PX, mirror: bool = False) -> float:
-    """Validation accuracy with softmax averaged over `shifts` (border padding, like training), and
-    with `mirror` over each view's left-right mirror too."""
+                 shifts: list[tuple[int, int]] = TTA_SHIFTS_PX) -> float:
+    """Validation accuracy with softmax averaged over `shifts` (border padding, like training)."""
     pre = Preprocess.from_dict(state.preprocess)
     x = pre.prepare(images)
     side = x.shape[-1]
@@ -87,8 +87,7 @@ def tta_accuracy(model, state: CheckpointState, images: torch.Tensor, labels: to
     for dx, dy in shifts:
         t = torch.tensor([[dx / side, dy / side]]).expand(len(x), 2)
         shifted = shifter.apply(x, AugmentParams(translate=t)) if (dx or dy) else x
-        for view in ([shifted, shifted.flip(-1)] if mirror else [shifted]):
-            probs += predict_logits(model, view, pre.normalize, batch_size=1024, amp=amp).softmax(1)
+        probs += predict_logits(model, shifted, pre.normalize, batch_size=1024, amp=amp).softmax(1)
     return float((probs.argmax(1) == labels).float().mean())
 
 
@@ -122,18 +121,28 @@ def run_one(path: str, overrides: list[str], tta: bool, threads: int) -> dict:
                 record[f"{prefix}_acc_last_step"] = acc
                 print(f"[{label}] last step's weights, no average: {prefix}/acc {acc:.4f}", flush=True)
     if tta:
-        record.update(score_tta(hooks.model, hooks.state, dataset.valid, cfg.augment.hflip, label))
+        record.update(score_tta(hooks.model, hooks.state, dataset.valid, label))
     return record
 
 
-def score_tta(model, state: CheckpointState, valid, hflip: bool, label: str) -> dict:
-    """Shift TTA, and mirror TTA where the model was trained on mirrored images."""
+def score_tta(model, state: CheckpointState, valid, label: str) -> dict:
+    """Shift TTA over the model's own output."""
     out = {"val_acc_tta": tta_accuracy(model, state, valid.images, valid.labels), "tta_views": len(TTA_SHIFTS_PX)}
     print(f"[{label}] TTA ({len(TTA_SHIFTS_PX)} shifts): val/acc {out['val_acc_tta']:.4f}", flush=True)
-    if hflip:
-        out["val_acc_tta_flip"] = tta_accuracy(model, state, valid.images, valid.labels, [(0, 0)], mirror=True)
-        print(f"[{label}] TTA (image + mirror): val/acc {out['val_acc_tta_flip']:.4f}", flush=True)
     return out
+
+
+def score_mirror_average(model, state: CheckpointState, valid, label: str) -> dict:
+    """A custom CNN trained on mirrored images but saved without `model.tta`: its accuracy with it."""
+    if getattr(model, "tta", None) != "none":
+        return {}
+    model.tta = "hflip"
+    try:
+        acc = tta_accuracy(model, state, valid.images, valid.labels, [(0, 0)])
+    finally:
+        model.tta = "none"
+    print(f"[{label}] with model.tta=hflip (image + mirror): val/acc {acc:.4f}", flush=True)
+    return {"val_acc_tta_flip": acc}
 
 
 def score_checkpoint(path: str, data_root: str | None) -> dict:
@@ -148,7 +157,8 @@ def score_checkpoint(path: str, data_root: str | None) -> dict:
     print(f"[{path}] val/acc {plain:.4f}", flush=True)
     record = {"checkpoint": str(loaded.path), "name": loaded.config.name, "epochs": loaded.config.train.epochs,
               "val_images": len(valid), "val_acc": plain,
-              **score_tta(loaded.model, state, valid, loaded.config.augment.hflip, path),
+              **score_tta(loaded.model, state, valid, path),
+              **(score_mirror_average(loaded.model, state, valid, path) if loaded.config.augment.hflip else {}),
               "machine": machine_description(),
               "date": time.strftime("%Y-%m-%d %H:%M")}
     return record

@@ -181,6 +181,10 @@ class CNNModelConfig(ModelConfig):
                                            "null = dropout / 2")
     stn: bool = Field(False, description="a spatial transformer in front of the stages: a small net predicts an "
                       "affine warp of the input, learned end to end (starts as the identity)")
+    tta: Literal["none", "hflip"] = Field("none", description="test-time augmentation in eval mode (validation, "
+                                          "analyze, the exported graph, serving): hflip averages the softmax "
+                                          "over the image and its mirror, for classes that are mirror-symmetric "
+                                          "(buildings, not traffic signs); 2x the inference cost")
 
     _known_pooling = field_validator("pooling")(_registered(POOLINGS))
 

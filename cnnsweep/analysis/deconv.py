@@ -18,6 +18,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from cnnsweep.models.tta import single_view
+
 from cnnsweep.analysis.display import as_hwc, model_inputs
 from cnnsweep.analysis.layers import capture_outputs, stage_layers
 from cnnsweep.analysis.plotting import new_grid, save_figure, show
@@ -58,7 +60,7 @@ def deconv_projection(model: nn.Module, x: torch.Tensor, layer: tuple[str, nn.Mo
     was_training = model.training
     model.eval()
     try:
-        with _no_inplace_relu(model), warnings.catch_warnings():
+        with _no_inplace_relu(model), single_view(model), warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Setting backward hooks on ReLU")  # captum's, expected
             proj = NeuronDeconvolution(model, module).attribute(x.clone().requires_grad_(True), select)
     finally:

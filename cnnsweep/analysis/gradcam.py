@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnsweep.models.tta import single_view
+
 from cnnsweep.analysis.display import as_hwc, model_inputs
 from cnnsweep.analysis.layers import gradcam_layer
 from cnnsweep.analysis.plotting import new_grid, save_figure, short, show
@@ -30,8 +32,9 @@ def gradcam_maps(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
     was_training = model.training
     model.eval()
     try:
-        cam = LayerGradCam(model, module).attribute(x, target=targets.to(x.device).tolist(),
-                                                    relu_attributions=True)
+        with single_view(model):  # the map of the image as given (test-time views would double the batch)
+            cam = LayerGradCam(model, module).attribute(x, target=targets.to(x.device).tolist(),
+                                                        relu_attributions=True)
     finally:
         model.train(was_training)
     cam = LayerAttribution.interpolate(cam.detach().float(), tuple(x.shape[-2:]), "bilinear")[:, 0]

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnsweep.models.tta import single_view
+
 
 def _feature_info_names(model: nn.Module) -> list[str]:
     info: Any = getattr(model, "feature_info", None)
@@ -40,7 +42,7 @@ def capture_outputs(model: nn.Module, layers: list[tuple[str, nn.Module]],
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), single_view(model):  # hooks see the image as given, not its mirror too
             model(x)
     finally:
         model.train(was_training)

@@ -1,6 +1,7 @@
 """The configurable custom CNN family (`model.name: cnn`) that spans the assignments' ablations.
 
     input [-> stn] -> stages[0] -> ... -> stages[S-1] -> head -> logits
+    (with model.tta: hflip, in eval mode: logits of the mean softmax over the input and its mirror)
     stn     = a spatial transformer (cnnsweep/models/stn.py) with model.stn: true
     stage i = convs_per_stage x (3x3 conv [-> BN] -> act), then downsample (pool or stride 2),
               then Dropout2d(stage_dropout, default dropout / 2)
@@ -31,6 +32,7 @@ import torch.nn as nn
 from cnnsweep.config import CNNModelConfig
 from cnnsweep.models.registry import ModelError, register_model
 from cnnsweep.models.stn import SpatialTransformer
+from cnnsweep.models.tta import TTA_MODES, hflip_averaged
 from cnnsweep.registry import POOLINGS as POOLING_REGISTRY
 
 MAX_WIDTH = 512  # channel cap for the doubling schedule (a width above it is kept, never raised)
@@ -146,9 +148,11 @@ class CNN(nn.Module):
                  num_stages: int = 3, width: int = 32, convs_per_stage: int = 2,
                  batch_norm: bool = True, dropout: float = 0.0, activation: str = "relu",
                  pooling: str = "max", head: str = "gap", head_hidden: int = 0,
-                 stage_dropout: float | None = None, stn: bool = False) -> None:
+                 stage_dropout: float | None = None, stn: bool = False, tta: str = "none") -> None:
         super().__init__()
         _check_args(num_stages, width, convs_per_stage, dropout, pooling, head, image_size)
+        if tta not in TTA_MODES:
+            raise ModelError(f"unknown tta {tta!r}; choose from {', '.join(TTA_MODES)}")
         if head_hidden < 0 or not 0 <= (stage_dropout or 0) < 1:
             raise ModelError("head_hidden must be >= 0 and stage_dropout in [0, 1)")
         stage_drop = dropout / 2 if stage_dropout is None else stage_dropout
@@ -168,6 +172,7 @@ class CNN(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.head = _build_head(c_in, side, num_classes, head, dropout, head_hidden, activation)
         self.num_classes, self.num_features, self.final_side = num_classes, c_in, side
+        self.tta = tta  # eval mode only (cnnsweep/models/tta.py); a plain attribute: nothing to save
         self._init_weights(activation)
 
     def _init_weights(self, activation: str) -> None:
@@ -208,8 +213,13 @@ class CNN(nn.Module):
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward_one(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tta == "hflip" and not self.training:
+            return hflip_averaged(self._forward_one, x)
+        return self._forward_one(x)
 
 
 def _check_args(num_stages: int, width: int, convs: int, dropout: float, pooling: str, head: str,

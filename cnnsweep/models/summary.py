@@ -26,6 +26,8 @@ from typing import Any, Optional
 
 import torch
 import torch.nn as nn
+
+from cnnsweep.models.tta import single_view
 from torch.utils.flop_counter import FlopCounterMode
 
 FP32_BYTES = 4
@@ -161,7 +163,8 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], *, batch_size
     was_training = model.training
     model.eval()  # BN uses running stats, dropout is off: no state changes
     try:
-        rows, calls, flops = _trace(model, tuple(input_shape))
+        with single_view(model):  # what training runs: one view per image
+            rows, calls, flops = _trace(model, tuple(input_shape))
     finally:
         model.train(was_training)
     params = list(model.parameters())

@@ -113,3 +113,35 @@ def test_every_section_and_file_is_there(report):
     counts = m.data_analysis["balance"]["counts_before"]
     assert sum(counts) == m.data_analysis["num_images"]
     assert m.data_analysis["balance"]["imbalance_ratio_before"] == pytest.approx(max(counts) / min(counts))
+
+
+def test_a_mirror_averaging_model_is_analyzed_and_exported_as_it_evaluates(tmp_path):
+    """`model.tta: hflip` from training to the report and the .onnx file: the saved predictions and the
+    exported graph (fp32 and int8) both average the mirror, and every explanation figure is drawn."""
+    import torch
+
+    from cnnsweep.export import OnnxRunner
+    from cnnsweep.export.pipeline import export_checkpoint
+    from cnnsweep.models.tta import single_view
+    from tests.analysis.conftest import train_tiny
+
+    ckpt = train_tiny(tmp_path / "run", tta="hflip")
+    m = analyze_target(ckpt, split="valid", output=tmp_path / "report", class_image_steps=5)
+    lm = load_model_from_checkpoint(ckpt)
+    assert lm.model.tta == "hflip"
+    valid = load_dataset(lm.config.data).valid
+    with torch.no_grad():
+        expect = lm.model(lm.preprocess(valid.images))
+        with single_view(lm.model):
+            one_view = lm.model(lm.preprocess(valid.images))
+    _, logits = _saved(tmp_path / "report")
+    np.testing.assert_allclose(logits, expect.numpy(), atol=1e-4)
+    assert not np.allclose(logits, one_view.numpy(), atol=1e-3)
+    for f in m.explain["figures"]:
+        assert (tmp_path / "report" / f["path"]).stat().st_size > 1000, f
+    assert m.per_class["galleries"]
+    report = export_checkpoint(ckpt, tmp_path / "model.onnx", int8=True)
+    assert report.verification["ok"]
+    nhwc = valid.images[:32].permute(0, 2, 3, 1).numpy()
+    got = OnnxRunner.load(tmp_path / "model.onnx").logits(nhwc)
+    np.testing.assert_allclose(torch.from_numpy(got).softmax(1), expect[:32].softmax(1), atol=1e-4)
