@@ -18,11 +18,10 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from cnnsweep.models.tta import single_view
-
 from cnnsweep.analysis.display import as_hwc, model_inputs
 from cnnsweep.analysis.layers import capture_outputs, stage_layers
 from cnnsweep.analysis.plotting import new_grid, save_figure, show
+from cnnsweep.models.tta import single_view
 
 
 @contextlib.contextmanager

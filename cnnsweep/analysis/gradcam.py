@@ -14,11 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnsweep.models.tta import single_view
-
 from cnnsweep.analysis.display import as_hwc, model_inputs
 from cnnsweep.analysis.layers import gradcam_layer
 from cnnsweep.analysis.plotting import new_grid, save_figure, short, show
+from cnnsweep.models.tta import single_view
 
 CAM_ALPHA = 0.5  # overlay opacity
 
